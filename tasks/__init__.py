@@ -1,0 +1,1 @@
+"""chatq tasks and the producer side: enqueue, batches, judge scoring, the command line."""

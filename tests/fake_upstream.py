@@ -1,0 +1,386 @@
+"""A real HTTP server on loopback that plays the upstream providers.
+
+It speaks Ollama's `/api/chat` and `/api/generate` and the OpenAI-compatible
+`/chat/completions` (under any base path), records every request it receives, and
+misbehaves on demand: scripted answers (429 with Retry-After, 5xx, slow, garbage,
+truncated, zero choices, a reset connection), a requests-per-second limit that answers
+429 above it, or random faults at given rates.
+
+Used by the tests in-process and by the benchmarks as `python -m tests.fake_upstream`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["Answer", "FakeUpstream", "Received"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the fake upstream does for one call.
+
+    kind: "ok" (a proper answer in the route's wire format), "status" (`status` with
+    `body`), "garbage" (200, not JSON), "truncated" (200, JSON cut short), "cut" (headers
+    promise more body than is sent, then the connection closes), "zero_choices",
+    "reset" (the connection closes before any answer), "json" (200 with `body` as JSON).
+    """
+
+    kind: str = "ok"
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    content: str | None = None
+
+    @classmethod
+    def error(cls, status: int, body: Any = None, **headers: str) -> Answer:
+        """A `status` answer with `body` (JSON when not a string) and headers."""
+        hdrs = {k.replace("_", "-"): v for k, v in headers.items()}
+        return cls(kind="status", status=status, body=body, headers=hdrs)
+
+    @classmethod
+    def rate_limited(cls, retry_after: float | str | None = None) -> Answer:
+        """A 429, with `Retry-After` when given."""
+        hdrs = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        return cls(kind="status", status=429, body={"error": "rate limited"}, headers=hdrs)
+
+    @classmethod
+    def slow(cls, seconds: float, content: str | None = None) -> Answer:
+        """A proper answer after `seconds`."""
+        return cls(delay=seconds, content=content)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the fake upstream saw it."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+
+
+class FakeUpstream:
+    """A threaded HTTP server on 127.0.0.1; use as a context manager or start()/stop().
+
+    Args:
+        delay: seconds every answer waits before it is sent.
+        rate_limit: answer 429 (Retry-After: the time to the next free slot) above this
+            many requests per second.
+        chaos: random faults by rate, e.g. {"429": 0.1, "500": 0.05, "timeout": 0.02,
+            "garbage": 0.01, "zero_choices": 0.01}.
+        seed: for the random faults.
+        port: 0 picks a free port.
+    """
+
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        rate_limit: float | None = None,
+        chaos: dict[str, float] | None = None,
+        timeout_delay: float = 30.0,
+        seed: int = 0,
+        port: int = 0,
+        record: bool = True,
+    ):
+        self.delay = delay
+        self.rate_limit = rate_limit
+        self.chaos = dict(chaos or {})
+        self.timeout_delay = timeout_delay
+        self.record = record
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._script: deque[Answer] = deque()
+        self._received: list[Received] = []
+        self._count = 0
+        self._stamps: deque[float] = deque()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.answered: dict[str, int] = {}
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.upstream = self
+        self._thread: threading.Thread | None = None
+        self.stopped = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """The base URL for Ollama-style providers (`/api/...` is appended)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_url(self) -> str:
+        """A base URL for OpenAI-compatible providers (`/chat/completions` is appended)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeUpstream:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting and inspection ------------------------------------------------------
+    def push(self, *answers: Answer) -> None:
+        """Answer the next calls with these, in order; then answer normally again."""
+        with self._lock:
+            self._script.extend(answers)
+
+    @property
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    @property
+    def calls(self) -> int:
+        """How many requests arrived (whatever was answered)."""
+        with self._lock:
+            return self._count
+
+    def reset(self) -> None:
+        """Forget the script, the records and the counters."""
+        with self._lock:
+            self._script.clear()
+            self._received.clear()
+            self._count = 0
+            self._stamps.clear()
+            self.answered.clear()
+            self.peak_in_flight = self.in_flight
+
+    # -- deciding an answer ------------------------------------------------------------
+    def _next(self, path: str, headers: dict[str, str], body: Any) -> Answer:
+        now = time.monotonic()
+        with self._lock:
+            self._count += 1
+            if self.record:
+                self._received.append(Received(path, headers, body, time.time()))
+            if self._script:
+                return self._script.popleft()
+            if self.rate_limit:
+                while self._stamps and self._stamps[0] <= now - 1.0:
+                    self._stamps.popleft()
+                if len(self._stamps) >= self.rate_limit:
+                    wait = max(0.05, self._stamps[0] + 1.0 - now)
+                    return Answer.rate_limited(f"{wait:.2f}")
+                self._stamps.append(now)
+            if self.chaos:
+                return self._chaos_answer()
+        return Answer(delay=self.delay)
+
+    def _chaos_answer(self) -> Answer:
+        roll = self._rng.random()
+        for fault, rate in self.chaos.items():
+            if roll < rate:
+                return _FAULTS[fault](self)
+            roll -= rate
+        return Answer(delay=self.delay)
+
+    def _track(self, kind: str, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            if delta < 0:
+                self.answered[kind] = self.answered.get(kind, 0) + 1
+
+
+_FAULTS = {
+    "429": lambda up: Answer.rate_limited(f"{up._rng.uniform(0.2, 1.0):.2f}"),
+    "500": lambda up: Answer.error(500, {"error": "internal error"}),
+    "503": lambda up: Answer.error(503, {"error": "server busy"}),
+    "timeout": lambda up: Answer(delay=up.timeout_delay),
+    "garbage": lambda up: Answer(kind="garbage"),
+    "truncated": lambda up: Answer(kind="truncated"),
+    "zero_choices": lambda up: Answer(kind="zero_choices"),
+    "reset": lambda up: Answer(kind="reset"),
+}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+    upstream: FakeUpstream
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        up = self.server.upstream
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", errors="replace")
+        answer = (
+            Answer(kind="reset")
+            if up.stopped
+            else up._next(self.path, dict(self.headers.items()), body)
+        )
+        up._track(answer.kind, +1)
+        try:
+            if answer.delay:
+                time.sleep(answer.delay)
+            self._answer(answer, body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            up._track(answer.kind if answer.kind != "status" else str(answer.status), -1)
+
+    def _answer(self, answer: Answer, request: Any) -> None:
+        if answer.kind == "reset":
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            self.close_connection = True
+            self.connection.close()
+            return
+        if answer.kind == "status":
+            body = answer.body if answer.body is not None else {"error": f"status {answer.status}"}
+            self._send(answer.status, body, answer.headers)
+            return
+        if answer.kind == "garbage":
+            self._send(200, "<html><body>502 Bad Gateway</body></html>", {}, "text/html")
+            return
+        ok = _ok_body(self.path, request, answer.content)
+        if answer.kind == "json":
+            self._send(200, answer.body, answer.headers)
+        elif answer.kind == "zero_choices":
+            self._send(200, {**ok, "choices": []}, {})
+        elif answer.kind == "truncated":
+            text = json.dumps(ok)
+            self._send(200, text[: len(text) // 2], {})
+        elif answer.kind == "cut":
+            data = json.dumps(ok).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data) * 2))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+            self.close_connection = True
+        else:
+            self._send(200, ok, answer.headers)
+
+    def _send(self, status: int, body: Any, headers: dict[str, str], ctype: str = "") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype or "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _ok_body(path: str, request: Any, content: str | None) -> dict[str, Any]:
+    """A well-formed answer in the wire format of `path`, echoing the last user text."""
+    request = request if isinstance(request, dict) else {}
+    model = request.get("model", "fake")
+    if content is None:
+        if "prompt" in request:
+            content = str(request.get("prompt"))
+        else:
+            msgs = [m for m in request.get("messages") or [] if isinstance(m, dict)]
+            users = [m.get("content", "") for m in msgs if m.get("role") == "user"]
+            content = str(users[-1]) if users else ""
+        content = f"echo: {content}"
+    prompt_tokens = max(1, len(json.dumps(request)) // 4)
+    out_tokens = max(1, len(content) // 4)
+    if path.endswith("/api/chat"):
+        return {
+            "model": model,
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": content},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": prompt_tokens,
+            "eval_count": out_tokens,
+        }
+    if path.endswith("/api/generate"):
+        return {
+            "model": model,
+            "created_at": "2026-01-01T00:00:00Z",
+            "response": content,
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": prompt_tokens,
+            "eval_count": out_tokens,
+        }
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1767225600,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": out_tokens,
+            "total_tokens": prompt_tokens + out_tokens,
+        },
+    }
+
+
+def main() -> None:
+    """Serve until interrupted: `python -m tests.fake_upstream --port 8089 --delay 0.2`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=None)
+    parser.add_argument("--chaos", default="", help='JSON, e.g. {"429": 0.1}')
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    up = FakeUpstream(
+        delay=args.delay,
+        rate_limit=args.rate_limit,
+        chaos=json.loads(args.chaos) if args.chaos else None,
+        seed=args.seed,
+        port=args.port,
+        record=False,
+    )
+    up.start()
+    print(up.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        up.stop()
+
+
+if __name__ == "__main__":
+    main()

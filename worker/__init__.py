@@ -1,0 +1,1 @@
+"""chatq workers: the Celery application and everything a worker needs."""

@@ -1,0 +1,180 @@
+"""Every error chatq raises, and whether it is worth another upstream call.
+
+    ChatqError
+    ├── InvalidRequest          the request itself is wrong            never retried
+    ├── ProviderNotFound        no registered provider for the model   never retried
+    ├── JobFailed               the queue gave up on a job             never retried
+    │   ├── DeadlineExceeded    CHATQ_JOB_DEADLINE passed
+    │   └── RetryAfterTooLong   the provider asked for a longer pause than we accept
+    └── UpstreamError           the provider answered badly            by status
+        ├── RateLimited         429, carries retry_after               retried
+        ├── UpstreamTimeout     connect or read timeout                retried
+        ├── UpstreamUnavailable connection refused/reset, busy 503     retried
+        └── MalformedResponse   a body we cannot read                  retried a little
+
+Whether to retry is decided by type (and, for UpstreamError, by status and the
+upstream's `x-should-retry` header), never by message text. The facts travel as
+attributes. Errors survive Celery's JSON result backend: `args` is `(message, facts)`
+and the constructor accepts exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from worker.chat.redaction import excerpt as _excerpt
+from worker.chat.redaction import redact
+
+__all__ = [
+    "ChatqError",
+    "DeadlineExceeded",
+    "InvalidRequest",
+    "JobFailed",
+    "MalformedResponse",
+    "ProviderNotFound",
+    "RateLimited",
+    "RetryAfterTooLong",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "error_from_dict",
+]
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_FACTS = ("provider", "model", "status", "excerpt", "retry_after", "should_retry", "field")
+
+
+def _fact(name: str) -> property:
+    return property(lambda self: self.facts.get(name), doc=f"The error's {name}, if known.")
+
+
+class ChatqError(Exception):
+    """The root of every chatq error."""
+
+    #: Whether another upstream call could succeed where this one failed.
+    retryable: ClassVar[bool] = False
+    #: At most this many upstream calls for a job that keeps failing this way (None: no cap).
+    max_calls: ClassVar[int | None] = None
+
+    def __init__(self, message: str = "", facts: Mapping[str, Any] | None = None, /, **kw: Any):
+        merged = {k: v for k, v in {**(facts or {}), **kw}.items() if v is not None}
+        unknown = set(merged) - set(_FACTS)
+        if unknown:
+            raise TypeError(f"unknown error facts: {sorted(unknown)}")
+        if "excerpt" in merged:
+            merged["excerpt"] = _excerpt(merged["excerpt"])
+        message = redact(message)
+        super().__init__(message, merged)
+        self.message = message
+        self.facts = merged
+
+    provider = _fact("provider")
+    model = _fact("model")
+    status = _fact("status")
+    excerpt = _fact("excerpt")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """`{"type", "message", ...facts}`: how a batch line or a CLI records the error."""
+        return {"type": type(self).__name__, "message": self.message, **self.facts}
+
+
+class InvalidRequest(ChatqError):
+    """The request is malformed: a missing model, no messages, a bad field value."""
+
+
+class ProviderNotFound(ChatqError):
+    """The model names a provider that is not registered (usually: no API key)."""
+
+
+class JobFailed(ChatqError):
+    """The queue stopped trying: the cause is in the message."""
+
+
+class DeadlineExceeded(JobFailed):
+    """The job's whole-job deadline passed before an upstream call succeeded."""
+
+
+class RetryAfterTooLong(JobFailed):
+    """The provider asked us to wait longer than CHATQ_RETRY_AFTER_MAX allows."""
+
+    retry_after = _fact("retry_after")
+
+
+class UpstreamError(ChatqError):
+    """The provider answered with an error status (carries status, provider, excerpt)."""
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        """408, 409, 429 and 5xx are worth retrying unless the upstream said otherwise."""
+        should = self.facts.get("should_retry")
+        if should is not None:
+            return bool(should)
+        return self._status_retryable()
+
+    def _status_retryable(self) -> bool:
+        status = self.status
+        return status is not None and (status in _RETRYABLE_STATUS or status >= 500)
+
+
+class RateLimited(UpstreamError):
+    """429 Too Many Requests; `retry_after` is the pause the provider asked for, if any."""
+
+    retry_after = _fact("retry_after")
+
+    def _status_retryable(self) -> bool:
+        return True
+
+
+class UpstreamTimeout(UpstreamError):
+    """The provider did not connect or answer within the timeout."""
+
+    def _status_retryable(self) -> bool:
+        return True
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The connection was refused or reset, or the provider said it is too busy (503)."""
+
+    def _status_retryable(self) -> bool:
+        return True
+
+
+class MalformedResponse(UpstreamError):
+    """The provider's body is not what its API promises (not JSON, truncated, no choices)."""
+
+    max_calls: ClassVar[int | None] = 3
+
+    def _status_retryable(self) -> bool:
+        return True
+
+
+def error_from_dict(data: Mapping[str, Any]) -> ChatqError:
+    """Rebuild an error recorded with `to_dict()`; an unknown type becomes a `ChatqError`."""
+    kind = _BY_NAME.get(str(data.get("type")), ChatqError)
+    facts = {k: data[k] for k in _FACTS if data.get(k) is not None}
+    return kind(str(data.get("message", "")), facts)
+
+
+_BY_NAME = {
+    cls.__name__: cls
+    for cls in (
+        ChatqError,
+        InvalidRequest,
+        ProviderNotFound,
+        JobFailed,
+        DeadlineExceeded,
+        RetryAfterTooLong,
+        UpstreamError,
+        RateLimited,
+        UpstreamTimeout,
+        UpstreamUnavailable,
+        MalformedResponse,
+    )
+}

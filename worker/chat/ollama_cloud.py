@@ -1,0 +1,45 @@
+"""Ollama Cloud: `POST /api/generate` with a Bearer key, the chat flattened to one prompt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.chat.ollama import ollama_options, ollama_usage
+from worker.chat.provider import HttpProvider
+from worker.chat.types import ChatRequest, Message
+
+__all__ = ["OllamaCloudProvider", "flatten"]
+
+_LABELS = {"user": "User", "assistant": "Assistant", "tool": "Tool"}
+
+
+def flatten(messages: list[Message]) -> tuple[str | None, str]:
+    """(system, prompt): system messages joined, the rest as one prompt.
+
+    A lone user message is sent as it is; a conversation becomes labelled turns
+    (`User: ...`, `Assistant: ...`) separated by blank lines.
+    """
+    system = "\n\n".join(m.content for m in messages if m.role == "system") or None
+    turns = [m for m in messages if m.role != "system"]
+    if len(turns) == 1 and turns[0].role == "user":
+        return system, turns[0].content
+    return system, "\n\n".join(f"{_LABELS[m.role]}: {m.content}" for m in turns)
+
+
+class OllamaCloudProvider(HttpProvider):
+    """Translates to and from Ollama Cloud's generate API."""
+
+    path = "/api/generate"
+
+    def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        system, prompt = flatten(request.messages)
+        body: dict[str, Any] = {"model": upstream_model, "prompt": prompt}
+        if system is not None:
+            body["system"] = system
+        return {**body, **ollama_options(request)}
+
+    def parse(self, body: dict[str, Any]) -> dict[str, Any]:
+        content = body["response"]
+        if not isinstance(content, str):
+            raise TypeError("response is not a string")
+        return {"content": content, **ollama_usage(body)}

@@ -1,0 +1,71 @@
+"""The OpenAI-compatible chat completions API, shared by OpenRouter, OpenCode and Kimi.
+
+One implementation; each provider is this class pinned to its base URL, prefix and key
+by the builder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.chat.errors import MalformedResponse, UpstreamError
+from worker.chat.provider import HttpProvider
+from worker.chat.transport import error_for_status
+from worker.chat.types import ChatRequest
+
+__all__ = ["OpenAICompatProvider"]
+
+
+class OpenAICompatProvider(HttpProvider):
+    """Translates to and from `POST {base}/chat/completions`."""
+
+    path = "/chat/completions"
+
+    def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": upstream_model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": False,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.format == "json":
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def parse(self, body: dict[str, Any]) -> dict[str, Any]:
+        choices = body.get("choices")
+        if not choices:
+            raise self._no_choices(body)
+        choice = choices[0]
+        content = (choice.get("message") or {}).get("content")
+        if content is not None and not isinstance(content, str):
+            raise TypeError("choices[0].message.content is not a string")
+        usage = body.get("usage") or {}
+        return {
+            "content": content or "",
+            "input_tokens": int(usage.get("prompt_tokens") or 0),
+            "output_tokens": int(usage.get("completion_tokens") or 0),
+            "finish_reason": choice.get("finish_reason"),
+        }
+
+    def _no_choices(self, body: dict[str, Any]) -> UpstreamError:
+        """Zero choices is an upstream error, never an empty answer. Some providers put
+        an error object with its own code in a 200 answer."""
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            status = code if isinstance(code, int) and 400 <= code < 600 else None
+            message = str(error.get("message") or "no message")
+            if status is not None:
+                return error_for_status(self.name, status, {}, f"{message} {body}")
+            return MalformedResponse(
+                f"{self.name} answered an error without choices: {message[:200]}",
+                provider=self.name,
+                excerpt=str(body),
+            )
+        return MalformedResponse(
+            f"{self.name} answered with no choices", provider=self.name, excerpt=str(body)
+        )

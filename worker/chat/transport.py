@@ -1,0 +1,184 @@
+"""The HTTP boundary: one pooled session per provider, and the one place where
+`requests` errors and upstream error statuses become chatq errors.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from worker.chat.errors import (
+    MalformedResponse,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from worker.chat.retry_after import parse_retry_after
+
+__all__ = ["Timeout", "Transport", "error_for_status"]
+
+_HINTS = {
+    400: "the provider refused the request as sent",
+    401: "check the provider's API key",
+    403: "the API key is not allowed to use this model",
+    404: "check the model name",
+    413: "the request is too large for this provider",
+    429: "the provider is rate limiting us",
+}
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Seconds to wait for a connection, and then between bytes of the answer."""
+
+    connect: float
+    read: float
+
+    def clipped(self, remaining: float | None) -> Timeout:
+        """This timeout, shortened so that no wait outlasts `remaining` seconds."""
+        if remaining is None:
+            return self
+        remaining = max(0.001, remaining)
+        return Timeout(min(self.connect, remaining), min(self.read, remaining))
+
+
+class _NoCookies(http.cookiejar.CookiePolicy):
+    """Providers are stateless APIs: a shared session must not carry one call's cookies."""
+
+    return_ok = set_ok = domain_return_ok = path_return_ok = lambda self, *a, **k: False
+    netscape = True
+    rfc2965 = hide_cookie2 = False
+
+
+class Transport:
+    """POSTs JSON to one provider over a pooled, thread-safe `requests.Session`.
+
+    Args:
+        provider: the provider's name, recorded on every error.
+        base_url: prefixed to every path.
+        headers: sent with every call (the Authorization header lives here only).
+        pool_size: connections kept per host; match the worker's concurrency.
+        session: a ready session (tests may hand in their own).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        pool_size: int = 64,
+        session: requests.Session | None = None,
+    ):
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.cookies.set_policy(_NoCookies())
+            session.trust_env = False
+        self._session = session
+
+    def post_json(self, path: str, payload: Mapping[str, Any], *, timeout: Timeout) -> Any:
+        """POST `payload` to `base_url + path` and return the decoded JSON answer.
+
+        Raises:
+            UpstreamTimeout: no connection or no answer within `timeout`.
+            UpstreamUnavailable: the connection was refused or reset.
+            UpstreamError: (or a subclass) the answer's status is not 2xx.
+            MalformedResponse: a 2xx answer whose body is not JSON.
+        """
+        url = self.base_url + path
+        try:
+            resp = self._session.post(
+                url,
+                data=json.dumps(payload),
+                headers=self._headers,
+                timeout=(timeout.connect, timeout.read),
+            )
+            body = resp.content
+        except requests.exceptions.ConnectTimeout:
+            raise UpstreamTimeout(
+                f"{self.provider}: no connection to {self.base_url} within {timeout.connect:g}s",
+                provider=self.provider,
+            ) from None
+        except requests.exceptions.Timeout:
+            raise UpstreamTimeout(
+                f"{self.provider}: no answer from {self.base_url} within {timeout.read:g}s",
+                provider=self.provider,
+            ) from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            raise MalformedResponse(
+                f"{self.provider}: the answer from {self.base_url} was cut short",
+                provider=self.provider,
+            ) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise UpstreamUnavailable(
+                f"{self.provider}: cannot reach {self.base_url} ({_reason(exc)})",
+                provider=self.provider,
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise UpstreamUnavailable(
+                f"{self.provider}: request to {self.base_url} failed ({_reason(exc)})",
+                provider=self.provider,
+            ) from None
+        text = body.decode("utf-8", errors="replace")
+        if not 200 <= resp.status_code < 300:
+            raise error_for_status(self.provider, resp.status_code, resp.headers, text)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise MalformedResponse(
+                f"{self.provider}: the answer is not JSON (status {resp.status_code})",
+                provider=self.provider,
+                status=resp.status_code,
+                excerpt=text,
+            ) from None
+
+
+def error_for_status(
+    provider: str, status: int, headers: Mapping[str, str], body: str
+) -> UpstreamError:
+    """The chatq error for an upstream answer with a non-2xx `status`."""
+    should = {"true": True, "false": False}.get(
+        str({k.lower(): v for k, v in headers.items()}.get("x-should-retry", "")).lower()
+    )
+    hint = _HINTS.get(status) or ("the provider failed" if status >= 500 else "")
+    message = f"{provider} answered {status}" + (f": {hint}" if hint else "")
+    facts = {"provider": provider, "status": status, "excerpt": body, "should_retry": should}
+    if status == 429:
+        retry_after = parse_retry_after(headers)
+        if retry_after is not None:
+            message += f" (asked to wait {retry_after:g}s)"
+        return RateLimited(message, facts, retry_after=retry_after)
+    if status == 503:
+        return UpstreamUnavailable(message + " (unavailable or busy)", facts)
+    if status in (408, 504):
+        return UpstreamTimeout(message + " (timed out upstream)", facts)
+    return UpstreamError(message, facts)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, without the request's URL or headers."""
+    cause: BaseException = exc
+    for _ in range(8):
+        nested = getattr(cause, "reason", None)
+        if not isinstance(nested, BaseException):
+            nested = next((a for a in cause.args if isinstance(a, BaseException)), None)
+        nested = nested or cause.__cause__ or cause.__context__
+        if nested is None:
+            break
+        cause = nested
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror.lower()
+    return type(cause).__name__
