@@ -3,6 +3,7 @@
     ChatqError
     ├── InvalidRequest          the request itself is wrong            never retried
     ├── ProviderNotFound        no registered provider for the model   never retried
+    ├── WaitTimedOut            a producer stopped waiting for a result
     ├── JobFailed               the queue gave up on a job             never retried
     │   ├── DeadlineExceeded    CHATQ_JOB_DEADLINE passed
     │   └── RetryAfterTooLong   the provider asked for a longer pause than we accept
@@ -38,11 +39,21 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "WaitTimedOut",
     "error_from_dict",
 ]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
-_FACTS = ("provider", "model", "status", "excerpt", "retry_after", "should_retry", "field")
+_FACTS = (
+    "provider",
+    "model",
+    "status",
+    "excerpt",
+    "retry_after",
+    "should_retry",
+    "field",
+    "attempts",
+)
 
 
 def _fact(name: str) -> property:
@@ -91,6 +102,10 @@ class InvalidRequest(ChatqError):
 
 class ProviderNotFound(ChatqError):
     """The model names a provider that is not registered (usually: no API key)."""
+
+
+class WaitTimedOut(ChatqError):
+    """The result did not arrive in time; the job itself may still finish."""
 
 
 class JobFailed(ChatqError):
@@ -176,5 +191,6 @@ _BY_NAME = {
         UpstreamTimeout,
         UpstreamUnavailable,
         MalformedResponse,
+        WaitTimedOut,
     )
 }

@@ -1,0 +1,98 @@
+"""The task `chatq.chat`: one chat request in, one ChatResponse out, retries inside.
+
+Other services send it by name (`send_task("chatq.chat", [request_dict])`), so its name
+and its single JSON-dict argument are a stable contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery.worker.request import Request
+
+from worker.app import CHAT_TASK, app, current_settings, request_summary
+from worker.chat.builder import build_registry
+from worker.chat.errors import ChatqError, InvalidRequest
+from worker.chat.registry import Registry
+from worker.chat.types import ChatRequest
+from worker.retry import RetryPolicy, run_with_retries
+
+__all__ = ["chat", "worker_registry"]
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_registry: Registry | None = None
+
+
+def worker_registry() -> Registry:
+    """This worker process's registry: built once, shared by every pool thread."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = build_registry(current_settings())
+        return _registry
+
+
+class PrivateRequest(Request):
+    """A chat job as the worker and its events show it: model, counts and sizes only.
+
+    Jobs published by a client that knows nothing of chatq carry a repr of their
+    arguments; this replaces it before any event reaches Flower.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._argsrepr = request_summary(self._args, self._kwargs)
+        self._kwargsrepr = "{}"
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        if "result" in fields:
+            fields["result"] = "<ChatResponse>"
+        super().send_event(type, **fields)
+
+
+@app.task(name=CHAT_TASK, bind=True, Request=PrivateRequest, max_retries=0, typing=False)
+def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Answer one chat request (a dict of ChatRequest's fields) with a ChatResponse dict.
+
+    Raises:
+        InvalidRequest: the arguments are not one valid request.
+        ProviderNotFound: the model's provider is not registered on this worker.
+        UpstreamError: (or a subclass) the provider kept failing; JobFailed subclasses
+            when the deadline or a too-long Retry-After stopped the retries.
+    """
+    started = time.monotonic()
+    request = _one_request(args, kwargs)
+    registry = worker_registry()
+    registry.resolve(request.model)
+    job = self.request.id
+
+    def on_retry(error: ChatqError, attempt: int, wait: float) -> None:
+        log.info(
+            "job %s model=%s call %d failed (%s), next try in %.2fs",
+            job, request.model, attempt, type(error).__name__, wait,
+        )  # fmt: skip
+
+    response, attempts = run_with_retries(
+        lambda deadline: registry.chat(request, deadline=deadline),
+        RetryPolicy.from_settings(current_settings()),
+        started=started,
+        on_retry=on_retry,
+    )
+    return response.model_copy(update={"attempts": attempts}).model_dump(mode="json")
+
+
+def _one_request(args: tuple, kwargs: dict) -> ChatRequest:
+    """The single request a job carries, or InvalidRequest saying what arrived instead."""
+    if len(args) == 1 and not kwargs:
+        return ChatRequest.parse(args[0])
+    if not args and set(kwargs) == {"request"}:
+        return ChatRequest.parse(kwargs["request"])
+    raise InvalidRequest(
+        f"{CHAT_TASK} takes one argument, a chat request object; got {len(args)} "
+        f"positional and {len(kwargs)} keyword argument(s)"
+    )

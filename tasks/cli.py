@@ -1,0 +1,157 @@
+"""The `chatq` command line.
+
+Exit codes: 0 ok, 2 invalid input, 3 provider not found, 4 upstream failure after
+retries, 5 timed out waiting, 1 anything else (Redis unreachable, a broken setup).
+Errors go to stderr as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from config import Settings, SettingsError, load_settings
+from worker.chat.errors import (
+    ChatqError,
+    InvalidRequest,
+    ProviderNotFound,
+    WaitTimedOut,
+)
+from worker.chat.redaction import redact
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_OK, EXIT_OTHER, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UPSTREAM, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+EXIT_CODES = {
+    InvalidRequest: EXIT_INVALID,
+    ProviderNotFound: EXIT_NOT_FOUND,
+    WaitTimedOut: EXIT_TIMEOUT,
+}
+
+Command = Callable[[argparse.Namespace, Settings], int]
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    """Register the function that runs subcommand `name`."""
+
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def exit_code(error: BaseException) -> int:
+    """The process exit code for an error that ended a command."""
+    for kind, code in EXIT_CODES.items():
+        if isinstance(error, kind):
+            return code
+    if isinstance(error, ChatqError):
+        return EXIT_UPSTREAM
+    return EXIT_OTHER
+
+
+def fail(message: str, code: int) -> int:
+    """Print `chatq: message` on stderr (one line, secrets redacted); return `code`."""
+    print(f"chatq: {redact(' '.join(str(message).split()))}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatq", description="A job queue for LLM chat calls.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    providers = sub.add_parser("providers", help="list the registered providers")
+    providers.add_argument("--json", action="store_true", help="print JSON")
+
+    chat = sub.add_parser("chat", help="enqueue one chat job, wait and print the answer")
+    chat.add_argument("model", help="model name with its routing prefix, e.g. mock/echo")
+    chat.add_argument("prompt", help="the user message ('-' reads standard input)")
+    chat.add_argument("--system", help="a system message")
+    chat.add_argument("--max-tokens", type=int, dest="max_tokens")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--format", choices=["json"], help="ask for a JSON answer")
+    chat.add_argument("--think", action="store_true", help="let the model think (Ollama)")
+    chat.add_argument("--json", action="store_true", help="print the whole ChatResponse")
+    chat.add_argument("--timeout", type=float, default=None, help="seconds to wait for the result")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="chatq: %(message)s",
+        stream=sys.stderr,
+    )
+    for name in ("worker.embedded_redis", "tasks.runtime"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return fail(f"bad setting: {exc}", EXIT_INVALID)
+    try:
+        return _COMMANDS[args.command](args, settings)
+    except ChatqError as exc:
+        return fail(f"{type(exc).__name__}: {exc}", exit_code(exc))
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except Exception as exc:  # the last line of defence: one clear line, no traceback
+        if args.verbose:
+            logging.getLogger(__name__).exception("unexpected error")
+        return fail(f"{type(exc).__name__}: {exc}", EXIT_OTHER)
+
+
+@command("providers")
+def _providers(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.chat.builder import build_registry
+
+    names = build_registry(settings).providers()
+    if args.json:
+        print(json.dumps(names))
+    else:
+        print("\n".join(names))
+    return EXIT_OK
+
+
+@command("chat")
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from tasks.producer import Producer
+    from tasks.runtime import open_runtime
+    from worker.chat.builder import build_registry
+    from worker.chat.types import ChatRequest
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    messages = [{"role": "user", "content": prompt}]
+    if args.system:
+        messages.insert(0, {"role": "system", "content": args.system})
+    fields = {
+        "model": args.model,
+        "messages": messages,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "format": args.format,
+        "think": True if args.think else None,
+    }
+    request = ChatRequest.parse({k: v for k, v in fields.items() if v is not None})
+    build_registry(settings).resolve(request.model)  # refuse before starting anything
+    with open_runtime(settings) as runtime:
+        producer = Producer(runtime)
+        result = producer.enqueue(request)
+        response = producer.wait(result, timeout=args.timeout)
+    if args.json:
+        print(response.model_dump_json())
+    else:
+        print(response.content)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

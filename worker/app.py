@@ -1,0 +1,206 @@
+"""The Celery application: the one place chatq configures Celery.
+
+`celery -A worker worker` finds `app` here. Its configuration is computed lazily from
+`Settings` the first time Celery needs it, so importing this module reads nothing;
+producers call `configure()` with their settings and Redis URL before first use.
+
+Choices that matter (see README, "How jobs run"):
+- JSON only, both ways; a pickled message is refused and logged, never run.
+- acks_late with reject_on_worker_lost and a prefetch of 1: a job whose worker dies is
+  delivered again, not lost.
+- Retries wait inside the task (worker/retry.py), never through a countdown, and the
+  Redis visibility timeout is `Settings.visibility_timeout` (job deadline + one read
+  timeout + a minute): no job is handed to a second worker while the first still has it.
+- The broker connection pool grows with the worker's concurrency: a gevent or threads
+  pool with kombu's default 10 connections loses acknowledgements at high concurrency.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+from celery.backends.redis import RedisBackend
+from kombu import Queue
+
+from config import PROVIDERS, Settings, load_settings
+from worker.chat.errors import InvalidRequest
+from worker.chat.registry import route
+from worker.embedded_redis import running_url
+
+__all__ = [
+    "CHAT_TASK",
+    "DEFAULT_QUEUE",
+    "app",
+    "celery_config",
+    "configure",
+    "current_settings",
+    "queue_for",
+    "request_summary",
+]
+
+log = logging.getLogger(__name__)
+
+#: The stable task name other services send by name.
+CHAT_TASK = "chatq.chat"
+#: Where a job goes when its model cannot be routed (a plain worker consumes it too).
+DEFAULT_QUEUE = "celery"
+
+
+def queue_for(provider: str) -> str:
+    """The queue of `provider`'s jobs: `chat.<provider>`."""
+    return f"chat.{provider}"
+
+
+def request_summary(args: Any, kwargs: Any) -> str:
+    """`model=... msgs=N chars=M` for a chat task's arguments: never the prompt itself."""
+    data = args[0] if isinstance(args, (list, tuple)) and args else None
+    if data is None and isinstance(kwargs, dict):
+        data = kwargs.get("request")
+    if not isinstance(data, dict):
+        return f"<{type(data).__name__}>"
+    messages = data.get("messages")
+    count = len(messages) if isinstance(messages, list) else 0
+    chars = 0
+    if isinstance(messages, list):
+        chars = sum(
+            len(m.get("content") or "")
+            for m in messages
+            if isinstance(m, dict) and isinstance(m.get("content"), str)
+        )
+    model = data.get("model")
+    model = model[:120] if isinstance(model, str) else "?"
+    return f"model={model} msgs={count} chars={chars}"
+
+
+def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
+    """Celery router: a chat job goes to the queue of the provider its model names."""
+    if name != CHAT_TASK:
+        return None
+    data = args[0] if isinstance(args, (list, tuple)) and args else (kwargs or {}).get("request")
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, str):
+        return None
+    try:
+        return {"queue": queue_for(route(model).provider)}
+    except InvalidRequest:
+        return None
+
+
+def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
+    """Celery's settings for chatq, from chatq's."""
+    pool_limit = settings.concurrency + 8
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        "max_connections": pool_limit * 2,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+    }
+    return {
+        "broker_url": redis_url,
+        "result_backend": redis_url,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_expires": settings.result_ttl,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 10,
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        "redis_max_connections": pool_limit * 2,
+        "redis_socket_connect_timeout": 5,
+        "redis_socket_timeout": 30,
+        "redis_retry_on_timeout": True,
+        "broker_transport_options": transport,
+        "broker_pool_limit": pool_limit,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 5,
+        "worker_concurrency": settings.concurrency,
+        "worker_pool": settings.pool,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_queues": [Queue(DEFAULT_QUEUE)] + [Queue(queue_for(p)) for p in PROVIDERS],
+        "task_create_missing_queues": True,
+        "task_routes": (route_chat,),
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+    }
+
+
+class _State:
+    settings: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """The settings this process runs with: those given to `configure()`, else read once."""
+    if _State.settings is None:
+        _State.settings = load_settings()
+    return _State.settings
+
+
+def configure(settings: Settings, redis_url: str) -> Celery:
+    """Configure `app` for this process before it connects anywhere; return it."""
+    _State.settings = settings
+    app.conf.update(celery_config(settings, redis_url))
+    return app
+
+
+def _lazy_config() -> dict[str, Any]:
+    settings = current_settings()
+    url = settings.redis_url or running_url(settings.home)
+    if url is None:
+        raise RuntimeError(
+            "REDIS_URL is not set and no embedded chatq Redis is running under "
+            f"{settings.home}: set REDIS_URL to the Redis the producers use"
+        )
+    return celery_config(settings, url)
+
+
+class _ResultBackend(RedisBackend):
+    """Celery's Redis result backend without a pub/sub subscription per published job:
+    producers publish tens of thousands of jobs and poll or read results in bulk."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> dict:
+        return {}
+
+
+class _App(Celery):
+    def _get_backend(self) -> RedisBackend:
+        return _ResultBackend(app=self, url=self.conf.result_backend)
+
+
+app = _App("chatq", include=["tasks.chat"])
+app.add_defaults(_lazy_config)
+
+
+@signals.celeryd_init.connect
+def _match_pool_to_concurrency(
+    sender: Any = None, instance: Any = None, conf: Any = None, **kw: Any
+) -> None:
+    """Size the broker and backend pools to the concurrency the worker really runs."""
+    concurrency = getattr(instance, "concurrency", None) or conf.worker_concurrency
+    limit = int(concurrency) + 8
+    conf.broker_pool_limit = limit
+    conf.redis_max_connections = limit * 2
+    conf.broker_transport_options = {**conf.broker_transport_options, "max_connections": limit * 2}
+
+
+@signals.before_task_publish.connect
+def _private_reprs(sender: Any = None, headers: Any = None, body: Any = None, **kw: Any) -> None:
+    """Whatever publishes a chat job through this app, monitoring sees no prompt."""
+    if sender != CHAT_TASK or not isinstance(headers, dict):
+        return
+    args, kwargs = (
+        (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else ((), {})
+    )
+    headers["argsrepr"] = request_summary(args, kwargs)
+    headers["kwargsrepr"] = "{}"
