@@ -65,7 +65,10 @@ def backoff_delay(
     Exponential with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))].
     The provider's Retry-After, when given, is the floor of the wait.
     """
-    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
+    try:
+        ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
+    except OverflowError:  # past ~1000 attempts 2**n leaves floats: far above any cap
+        ceiling = cap
     delay = ceiling * rand()
     if retry_after is not None:
         delay = max(delay, retry_after)
