@@ -105,6 +105,7 @@ class Settings:
     local_workers: int = 1
     limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
     limit_lease: float = 0.0
+    visibility_margin: float = 60.0
 
     @property
     def visibility_timeout(self) -> int:
@@ -112,9 +113,10 @@ class Settings:
 
         A job runs for at most `job_deadline` (waits and calls are clipped to what is
         left of it), plus one call's read timeout for a call begun just before the end,
-        plus a minute of slack: the broker never redelivers a job still being worked.
+        plus `visibility_margin` (a minute) of slack: the broker never redelivers a job
+        still being worked.
         """
-        return math.ceil(self.job_deadline + self.timeout + 60)
+        return math.ceil(self.job_deadline + self.timeout + self.visibility_margin)
 
     def limits_for(self, provider: str) -> ProviderLimits:
         """The configured limits of `provider` (local Ollama defaults to one call at a time)."""
@@ -174,6 +176,7 @@ def load_settings(
         local_workers=_get(src, "CHATQ_LOCAL_WORKERS", _positive(int), 1),
         limits={p: lim for p in PROVIDERS if (lim := _limits(src, p)) is not None},
         limit_lease=_get(src, "CHATQ_LIMIT_LEASE", _positive(float), 0.0),
+        visibility_margin=_get(src, "CHATQ_VISIBILITY_MARGIN", _positive(float), 60.0),
     )
 
 

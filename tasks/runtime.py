@@ -56,6 +56,7 @@ class LocalWorkers:
         queues: list[str] | None = None,
         log_dir: Path | None = None,
         loglevel: str = "WARNING",
+        name: str | None = None,
     ):
         self.redis_url = redis_url
         self.count = count
@@ -65,6 +66,7 @@ class LocalWorkers:
         self.queues = queues
         self.log_dir = log_dir
         self.loglevel = loglevel
+        self.name = name or f"chatq-local-{os.getpid()}"
         self.procs: list[subprocess.Popen] = []
         self._logs: list = []
 
@@ -73,7 +75,7 @@ class LocalWorkers:
         cmd = [
             sys.executable, "-m", "celery", "-A", "worker", "worker",
             "--pool", self.pool, "--concurrency", str(self.concurrency),
-            "--hostname", f"chatq-local-{os.getpid()}-{index}@%h",
+            "--hostname", f"{self.name}-{index}@%h",
             "--loglevel", self.loglevel, "--without-gossip", "--without-mingle",
             "--events",
         ]  # fmt: skip

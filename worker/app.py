@@ -38,6 +38,7 @@ __all__ = [
     "current_settings",
     "queue_for",
     "request_summary",
+    "route_chat",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
     """Celery router: a chat job goes to the queue of the provider its model names."""
     if name != CHAT_TASK:
         return None
-    data = args[0] if isinstance(args, (list, tuple)) and args else (kwargs or {}).get("request")
+    data = args[0] if isinstance(args, (list, tuple)) and args else None
+    if data is None and isinstance(kwargs, dict):
+        data = kwargs.get("request")
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, str):
         return None
@@ -91,8 +94,13 @@ def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
 def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     """Celery's settings for chatq, from chatq's."""
     pool_limit = settings.concurrency + 8
+    vt = settings.visibility_timeout
     transport = {
-        "visibility_timeout": settings.visibility_timeout,
+        "visibility_timeout": vt,
+        # Look for jobs of dead workers to hand out again every few seconds, so a job
+        # comes back soon after its visibility timeout rather than minutes later.
+        "unacked_restore_interval": max(1, min(10, vt // 4)),
+        "unacked_restore_throttle": 1,
         "max_connections": pool_limit * 2,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
@@ -151,6 +159,13 @@ def configure(settings: Settings, redis_url: str) -> Celery:
     """Configure `app` for this process before it connects anywhere; return it."""
     _State.settings = settings
     app.conf.update(celery_config(settings, redis_url))
+    # Connections made under an earlier configuration must not be reused.
+    app._pool = None
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
     return app
 
 
