@@ -11,13 +11,16 @@ import threading
 import time
 from typing import Any
 
+from celery import states
+from celery.exceptions import Ignore
 from celery.worker.request import Request
 
-from worker.app import CHAT_TASK, app, current_settings, request_summary
+from worker.app import CHAT_TASK, app, current_settings, request_summary, worker_redis
 from worker.chat.builder import build_registry
 from worker.chat.errors import ChatqError, InvalidRequest
 from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest
+from worker.claims import Claims
 from worker.retry import RetryPolicy, run_with_retries
 
 __all__ = ["chat", "worker_registry"]
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _registry: Registry | None = None
+_claims: Claims | None = None
 
 
 def worker_registry() -> Registry:
@@ -35,6 +39,16 @@ def worker_registry() -> Registry:
         if _registry is None:
             _registry = build_registry(current_settings())
         return _registry
+
+
+def worker_claims() -> Claims:
+    """This worker process's job claims, expiring before the broker's visibility timeout."""
+    global _claims
+    with _lock:
+        if _claims is None:
+            settings = current_settings()
+            _claims = Claims(worker_redis(), ttl=settings.job_deadline + settings.timeout)
+        return _claims
 
 
 class PrivateRequest(Request):
@@ -70,6 +84,25 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     registry = worker_registry()
     registry.resolve(request.model)
     job = self.request.id
+    earlier = self.backend.get_task_meta(job)
+    if earlier.get("status") == states.SUCCESS:
+        log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
+        return earlier["result"]
+    token = worker_claims().claim(job)
+    if token is None:
+        log.warning("job %s model=%s is running elsewhere: no upstream call", job, request.model)
+        raise Ignore()
+    try:
+        return _answer(job, request, registry, started)
+    except BaseException:
+        worker_claims().release(job, token)  # a failed job may be run again at once
+        raise
+    # On success the claim stays until it expires: a late duplicate delivery finds it,
+    # and after that finds the stored success.
+
+
+def _answer(job: str, request: ChatRequest, registry: Registry, started: float) -> dict:
+    """Call the upstream with retries; the ChatResponse as a dict."""
 
     def on_retry(error: ChatqError, attempt: int, wait: float) -> None:
         log.info(

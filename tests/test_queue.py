@@ -279,3 +279,33 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def test_a_job_id_delivered_again_after_success_makes_no_second_upstream_call(
+    env, upstream, producer_for, start_worker
+):
+    producer = producer_for(env)
+    start_worker(env)
+    first = producer.enqueue("ollama/llama3", HELLO, task_id="job-once")
+    assert producer.wait(first, timeout=30).content == "echo: hello"
+    again = app.send_task(
+        CHAT_TASK, args=[{"model": "ollama/llama3", "messages": HELLO}], task_id="job-once"
+    )
+    time.sleep(1.0)
+    assert producer.wait(again, timeout=30).content == "echo: hello"
+    assert upstream.calls == 1
+
+
+def test_two_deliveries_of_one_job_running_at_once_make_one_upstream_call(
+    env, upstream, producer_for, start_worker
+):
+    producer = producer_for(env)
+    start_worker(env)
+    upstream.push(Answer.slow(1.5))
+    body = {"model": "ollama/llama3", "messages": HELLO}
+    first = app.send_task(CHAT_TASK, args=[body], task_id="job-twice")
+    _wait_for(lambda: upstream.in_flight == 1)
+    app.send_task(CHAT_TASK, args=[body], task_id="job-twice")
+    assert producer.wait(first, timeout=30).content == "echo: hello"
+    time.sleep(1.0)
+    assert upstream.calls == 1

@@ -18,8 +18,10 @@ Choices that matter (see README, "How jobs run"):
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
+import redis
 from celery import Celery, signals
 from celery.backends.redis import RedisBackend
 from kombu import Queue
@@ -39,6 +41,7 @@ __all__ = [
     "queue_for",
     "request_summary",
     "route_chat",
+    "worker_redis",
 ]
 
 log = logging.getLogger(__name__)
@@ -166,7 +169,29 @@ def configure(settings: Settings, redis_url: str) -> Celery:
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
+    global _redis_client
+    _redis_client = None
     return app
+
+
+_redis_lock = threading.Lock()
+_redis_client: redis.Redis | None = None
+
+
+def worker_redis() -> redis.Redis:
+    """A Redis client for the broker's server (claims, limits), shared in the process."""
+    global _redis_client
+    with _redis_lock:
+        if _redis_client is None:
+            _redis_client = redis.Redis.from_url(
+                app.conf.broker_url,
+                socket_connect_timeout=5,
+                socket_timeout=30,
+                health_check_interval=25,
+                retry_on_timeout=True,
+                max_connections=app.conf.redis_max_connections,
+            )
+        return _redis_client
 
 
 def _lazy_config() -> dict[str, Any]:
