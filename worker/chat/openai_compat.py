@@ -10,6 +10,7 @@ from typing import Any
 
 from worker.chat.errors import MalformedResponse, UpstreamError
 from worker.chat.provider import HttpProvider
+from worker.chat.redaction import redact
 from worker.chat.transport import error_for_status
 from worker.chat.types import ChatRequest
 
@@ -58,7 +59,8 @@ class OpenAICompatProvider(HttpProvider):
         if isinstance(error, dict):
             code = error.get("code")
             status = code if isinstance(code, int) and 400 <= code < 600 else None
-            message = str(error.get("message") or "no message")
+            # Redact before the message is cut short: a cut could keep part of a key.
+            message = redact(str(error.get("message") or "no message"))
             if status is not None:
                 return error_for_status(self.name, status, {}, f"{message} {body}")
             return MalformedResponse(
