@@ -222,6 +222,19 @@ app = _App("chatq", include=["tasks.chat"])
 app.add_defaults(_lazy_config)
 
 
+class _NoAnswersInLogs(logging.Filter):
+    """Celery logs every task's return value; a chat answer can quote its prompt."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, dict) and args.get("name") == CHAT_TASK and "return_value" in args:
+            record.args = {**args, "return_value": "<ChatResponse>"}
+        return True
+
+
+logging.getLogger("celery.app.trace").addFilter(_NoAnswersInLogs())
+
+
 @signals.celeryd_init.connect
 def _match_pool_to_concurrency(
     sender: Any = None, instance: Any = None, conf: Any = None, **kw: Any
