@@ -8,6 +8,7 @@ environment: the worker, the producer and the command line take a `Settings`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +219,11 @@ def _get(src: Source, name: str, cast: Callable[[str], T], default: T) -> T:
     try:
         return cast(raw.strip())
     except (ValueError, TypeError) as exc:
-        raise SettingsError(f"{name}: {exc} (got {raw.strip()[:80]!r})") from None
+        shown = raw.strip()[:80]
+        if "KEY" in name or "PASSWORD" in name:
+            shown = "********"
+        shown = re.sub(r"(//[^:/@\s]*:)[^@\s]+@", r"\1********@", shown)
+        raise SettingsError(f"{name}: {exc} (got {shown!r})") from None
 
 
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
