@@ -23,7 +23,7 @@ from worker.chat.types import ChatRequest
 from worker.claims import Claims
 from worker.retry import RetryPolicy, run_with_retries
 
-__all__ = ["chat", "worker_registry"]
+__all__ = ["chat", "run_job", "worker_claims", "worker_registry"]
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +81,35 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """
     started = time.monotonic()
     request = _one_request(args, kwargs)
-    registry = worker_registry()
-    registry.resolve(request.model)
-    job = self.request.id
-    earlier = self.backend.get_task_meta(job)
+    worker_registry().resolve(request.model)
+    response = run_job(self.request.id, request, backend=self.backend, started=started)
+    if response is None:
+        raise Ignore()
+    return response
+
+
+def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> dict | None:
+    """Answer one job unless that would pay twice: its ChatResponse as a dict, or None
+    when the same job id is running elsewhere right now.
+
+    A job id that already succeeded returns the stored response without a call. Otherwise
+    the id is claimed in Redis first; the claim is given up when the job fails (so it may
+    be run again at once) and kept until it expires when it succeeds (so a late
+    duplicate delivery finds it, and after that finds the stored success).
+    """
+    earlier = backend.get_task_meta(job)
     if earlier.get("status") == states.SUCCESS:
         log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
         return earlier["result"]
     token = worker_claims().claim(job)
     if token is None:
         log.warning("job %s model=%s is running elsewhere: no upstream call", job, request.model)
-        raise Ignore()
+        return None
     try:
-        return _answer(job, request, registry, started)
+        return _answer(job, request, worker_registry(), started)
     except BaseException:
-        worker_claims().release(job, token)  # a failed job may be run again at once
+        worker_claims().release(job, token)
         raise
-    # On success the claim stays until it expires: a late duplicate delivery finds it,
-    # and after that finds the stored success.
 
 
 def _answer(job: str, request: ChatRequest, registry: Registry, started: float) -> dict:
