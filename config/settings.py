@@ -107,6 +107,7 @@ class Settings:
     limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
     limit_lease: float = 0.0
     visibility_margin: float = 60.0
+    chunk_size: int = 16
 
     @property
     def visibility_timeout(self) -> int:
@@ -178,6 +179,7 @@ def load_settings(
         limits={p: lim for p in PROVIDERS if (lim := _limits(src, p)) is not None},
         limit_lease=_get(src, "CHATQ_LIMIT_LEASE", _positive(float), 0.0),
         visibility_margin=_get(src, "CHATQ_VISIBILITY_MARGIN", _positive(float), 60.0),
+        chunk_size=_get(src, "CHATQ_CHUNK_SIZE", _positive(int), 16),
     )
 
 

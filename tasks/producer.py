@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from celery.result import AsyncResult
 
 from config import load_settings
 from tasks.runtime import Runtime, open_runtime
-from worker.app import CHAT_TASK, queue_for, request_summary
+from worker.app import CHAT_MANY_TASK, CHAT_TASK, chunk_summary, queue_for, request_summary
 from worker.chat.errors import ChatqError, InvalidRequest, JobFailed, WaitTimedOut
 from worker.chat.types import ChatRequest, ChatResponse, Message
 
@@ -100,16 +101,55 @@ class Producer:
             raise InvalidRequest(f"{len(prepared)} requests but {len(ids)} task ids")
         return self.publish(prepared, ids)
 
-    def publish(self, requests: Sequence[ChatRequest], ids: Sequence[str | None]) -> list:
-        """Publish already prepared requests in pipelined batches; return their results."""
-        results = []
+    def publish(
+        self,
+        requests: Sequence[ChatRequest],
+        ids: Sequence[str | None],
+        *,
+        chunk_size: int | None = None,
+    ) -> list[AsyncResult]:
+        """Publish already prepared requests, pipelined; return their results in order.
+
+        Args:
+            requests: validated requests (see `prepare`).
+            ids: a task id per request (None: a random one).
+            chunk_size: jobs per message (`chatq.chat_many`), grouped by provider;
+                default CHATQ_CHUNK_SIZE. 1 sends one `chatq.chat` message per job.
+        """
+        size = self.runtime.settings.chunk_size if chunk_size is None else chunk_size
+        ids = [i or str(uuid.uuid4()) for i in ids]
         with self.app.producer_or_acquire() as producer:
-            for start in range(0, len(requests), BATCH_SIZE):
-                end = start + BATCH_SIZE
-                chunk = zip(requests[start:end], ids[start:end], strict=True)
-                with _pipelined(producer):
-                    results += [self._send(r, task_id=i, producer=producer) for r, i in chunk]
-        return results
+            if size <= 1:
+                for start in range(0, len(requests), BATCH_SIZE):
+                    end = start + BATCH_SIZE
+                    with _pipelined(producer):
+                        for request, job in zip(requests[start:end], ids[start:end], strict=True):
+                            self._send(request, task_id=job, producer=producer)
+            else:
+                self._publish_chunks(requests, ids, size, producer)
+        return [self.app.AsyncResult(job) for job in ids]
+
+    def _publish_chunks(self, requests, ids, size: int, producer: Any) -> None:
+        pending: dict[str, list] = {}
+        with _pipelined(producer):
+            for request, job in zip(requests, ids, strict=True):
+                provider = self.runtime.registry.resolve(request.model)[0].name
+                chunk = pending.setdefault(provider, [])
+                chunk.append([job, request.model_dump(mode="json", exclude_none=True)])
+                if len(chunk) >= size:
+                    self._send_chunk(provider, pending.pop(provider), producer)
+            for provider, chunk in pending.items():
+                self._send_chunk(provider, chunk, producer)
+
+    def _send_chunk(self, provider: str, chunk: list, producer: Any) -> None:
+        self.app.send_task(
+            CHAT_MANY_TASK,
+            args=[chunk],
+            queue=queue_for(provider),
+            argsrepr=chunk_summary([chunk]),
+            kwargsrepr="{}",
+            producer=producer,
+        )
 
     def _send(self, request: ChatRequest, *, task_id: str | None, producer: Any = None):
         body = request.model_dump(mode="json", exclude_none=True)

@@ -17,6 +17,7 @@ Choices that matter (see README, "How jobs run"):
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -32,10 +33,12 @@ from worker.chat.registry import route
 from worker.embedded_redis import running_url
 
 __all__ = [
+    "CHAT_MANY_TASK",
     "CHAT_TASK",
     "DEFAULT_QUEUE",
     "app",
     "celery_config",
+    "chunk_summary",
     "configure",
     "current_settings",
     "queue_for",
@@ -48,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: The stable task name other services send by name.
 CHAT_TASK = "chatq.chat"
+#: A chunk of one provider's jobs in one message (bulk producers).
+CHAT_MANY_TASK = "chatq.chat_many"
 #: Where a job goes when its model cannot be routed (a plain worker consumes it too).
 DEFAULT_QUEUE = "celery"
 
@@ -76,6 +81,24 @@ def request_summary(args: Any, kwargs: Any) -> str:
     model = data.get("model")
     model = model[:120] if isinstance(model, str) else "?"
     return f"model={model} msgs={count} chars={chars}"
+
+
+def chunk_summary(args: Any) -> str:
+    """`jobs=N model=... chars=M` for a chunk's arguments: never a prompt."""
+    jobs = args[0] if isinstance(args, (list, tuple)) and args else None
+    if not isinstance(jobs, list):
+        return f"<{type(jobs).__name__}>"
+    models, chars = set(), 0
+    for item in jobs:
+        request = item[1] if isinstance(item, (list, tuple)) and len(item) == 2 else None
+        if isinstance(request, dict):
+            models.add(str(request.get("model"))[:120])
+            for message in request.get("messages") or []:
+                if isinstance(message, dict) and isinstance(message.get("content"), str):
+                    chars += len(message["content"])
+    model = ",".join(sorted(models)[:3]) + ("…" if len(models) > 3 else "")
+    return f"jobs={len(jobs)} model={model} chars={chars}"
+
 
 
 def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
@@ -183,14 +206,16 @@ def worker_redis() -> redis.Redis:
     global _redis_client
     with _redis_lock:
         if _redis_client is None:
-            _redis_client = redis.Redis.from_url(
+            pool = redis.BlockingConnectionPool.from_url(
                 app.conf.broker_url,
                 socket_connect_timeout=5,
                 socket_timeout=30,
                 health_check_interval=25,
                 retry_on_timeout=True,
                 max_connections=app.conf.redis_max_connections,
+                timeout=60,
             )
+            _redis_client = redis.Redis(connection_pool=pool)
         return _redis_client
 
 
@@ -215,10 +240,13 @@ class _ResultBackend(RedisBackend):
 
 class _App(Celery):
     def _get_backend(self) -> RedisBackend:
-        return _ResultBackend(app=self, url=self.conf.result_backend)
+        # A blocking pool: with chunked jobs many threads share a few connections and
+        # should wait for one rather than fail with "Too many connections".
+        pool = functools.partial(redis.BlockingConnectionPool, timeout=60)
+        return _ResultBackend(app=self, url=self.conf.result_backend, connection_pool=pool)
 
 
-app = _App("chatq", include=["tasks.chat"])
+app = _App("chatq", include=["tasks.chat", "tasks.chat_many"])
 app.add_defaults(_lazy_config)
 
 
@@ -250,10 +278,13 @@ def _match_pool_to_concurrency(
 @signals.before_task_publish.connect
 def _private_reprs(sender: Any = None, headers: Any = None, body: Any = None, **kw: Any) -> None:
     """Whatever publishes a chat job through this app, monitoring sees no prompt."""
-    if sender != CHAT_TASK or not isinstance(headers, dict):
+    if sender not in (CHAT_TASK, CHAT_MANY_TASK) or not isinstance(headers, dict):
         return
     args, kwargs = (
         (body[0], body[1]) if isinstance(body, (list, tuple)) and len(body) >= 2 else ((), {})
     )
-    headers["argsrepr"] = request_summary(args, kwargs)
+    if sender == CHAT_TASK:
+        headers["argsrepr"] = request_summary(args, kwargs)
+    else:
+        headers["argsrepr"] = chunk_summary(args)
     headers["kwargsrepr"] = "{}"

@@ -1,0 +1,98 @@
+"""The task `chatq.chat_many`: a small chunk of one provider's jobs in one message.
+
+A Celery message costs the worker a fixed amount of CPU (receive, events, state
+updates, acknowledgement) whatever the job does; on two cores that overhead, not the
+upstream, caps a fleet of one-message-per-call jobs at about a third of what the
+network allows. Bulk producers (`enqueue_many`, batches) therefore send chunks: each
+job in a chunk keeps its own task id, result, retries, claim and deadline, and the
+chunk's jobs run concurrently inside the task. Single `enqueue` jobs stay one message
+each, so Flower shows them one by one.
+
+If the worker dies, the chunk is delivered again; jobs that already succeeded are not
+called again (their ids are claimed, their results stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from celery.worker import state as worker_state
+from celery.worker.request import Request
+
+from tasks.chat import run_job, worker_registry
+from worker.app import CHAT_MANY_TASK, app, chunk_summary
+from worker.chat.errors import ChatqError, InvalidRequest, JobFailed
+from worker.chat.types import ChatRequest
+
+__all__ = ["chat_many"]
+
+log = logging.getLogger(__name__)
+
+
+class _ChunkRequest(Request):
+    """Monitoring sees counts and sizes of a chunk, never its prompts or answers."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._argsrepr = chunk_summary(self._args)
+        self._kwargsrepr = "{}"
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        if "result" in fields:
+            fields["result"] = "<chunk summary>"
+        super().send_event(type, **fields)
+
+
+@app.task(name=CHAT_MANY_TASK, bind=True, Request=_ChunkRequest, max_retries=0, typing=False)
+def chat_many(self: Any, jobs: Any) -> dict[str, int]:
+    """Run a chunk of `[task_id, request_dict]` pairs concurrently, storing each job's
+    ChatResponse (or failure) under its own task id.
+
+    Returns:
+        Counts: {"succeeded", "failed", "skipped"} (skipped: revoked, or running
+        elsewhere).
+
+    Raises:
+        InvalidRequest: the argument is not a list of [task_id, request] pairs.
+    """
+    started = time.monotonic()
+    pairs = _pairs(jobs)
+    backend = self.backend
+    if not pairs:
+        return {"succeeded": 0, "failed": 0, "skipped": 0}
+    with ThreadPoolExecutor(max_workers=len(pairs), thread_name_prefix="chatq-chunk") as pool:
+        outcomes = list(pool.map(lambda p: _one(p[0], p[1], backend, started), pairs))
+    return {k: outcomes.count(k) for k in ("succeeded", "failed", "skipped")}
+
+
+def _one(job: str, data: Any, backend: Any, started: float) -> str:
+    """Run one job of a chunk and store its outcome; 'succeeded', 'failed' or 'skipped'."""
+    if job in worker_state.revoked:
+        log.info("job %s was revoked: not run", job)
+        return "skipped"
+    try:
+        request = ChatRequest.parse(data)
+        worker_registry().resolve(request.model)
+        response = run_job(job, request, backend=backend, started=started)
+    except ChatqError as exc:
+        backend.mark_as_failure(job, exc)
+        return "failed"
+    except Exception as exc:  # a job's own bug must not sink its chunk-mates
+        log.exception("job %s failed unexpectedly", job)
+        backend.mark_as_failure(job, JobFailed(f"{type(exc).__name__}: {exc}"))
+        return "failed"
+    if response is None:
+        return "skipped"
+    backend.mark_as_done(job, response)
+    return "succeeded"
+
+
+def _pairs(jobs: Any) -> list[tuple[str, Any]]:
+    if not isinstance(jobs, list) or not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) for p in jobs
+    ):
+        raise InvalidRequest(f"{CHAT_MANY_TASK} takes a list of [task_id, request] pairs")
+    return [(p[0], p[1]) for p in jobs]
