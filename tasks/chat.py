@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-from celery import states
 from celery.exceptions import Ignore
 from celery.worker.request import Request
 
@@ -97,18 +96,17 @@ def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> 
     be run again at once) and kept until it expires when it succeeds (so a late
     duplicate delivery finds it, and after that finds the stored success).
     """
-    earlier = backend.get_task_meta(job)
-    if earlier.get("status") == states.SUCCESS:
+    claim = worker_claims().claim(job, result_key=backend.get_key_for_task(job).decode())
+    if claim.state == "done":
         log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
-        return earlier["result"]
-    token = worker_claims().claim(job)
-    if token is None:
+        return claim.stored["result"]
+    if claim.state == "busy":
         log.warning("job %s model=%s is running elsewhere: no upstream call", job, request.model)
         return None
     try:
         return _answer(job, request, worker_registry(), started)
     except BaseException:
-        worker_claims().release(job, token)
+        worker_claims().release(job, claim.token)
         raise
 
 

@@ -10,13 +10,41 @@ holding it is run again by the next delivery.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 
 import redis
 
-__all__ = ["Claims"]
+__all__ = ["Claim", "Claims"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming a job id: "claimed" (token set), "done" (stored set:
+    the stored result document) or "busy"."""
+
+    state: str
+    token: str | None = None
+    stored: dict | None = None
+
+
+# One round trip: a job whose stored result is a success needs no claim (and no call).
+_CLAIM = """
+local meta = redis.call('get', KEYS[2])
+if meta then
+  local ok, doc = pcall(cjson.decode, meta)
+  if ok and type(doc) == 'table' and doc['status'] == 'SUCCESS' then
+    return {'done', meta}
+  end
+end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'claimed', ARGV[1]}
+end
+return {'busy', ''}
+"""
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -40,13 +68,25 @@ class Claims:
         self._client = client
         self._ttl_ms = max(1, int(ttl * 1000))
         self._release = client.register_script(_RELEASE)
+        self._claim = client.register_script(_CLAIM)
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
 
-    def claim(self, job_id: str) -> str | None:
-        """A token when this caller now holds `job_id`; None when someone else does."""
+    def claim(self, job_id: str, *, result_key: str) -> Claim:
+        """Claim `job_id` unless its result (at `result_key`) is already a success.
+
+        Returns:
+            Claim("claimed", token) when this caller now holds the job; Claim("done",
+            stored=...) with the stored result document when it already succeeded;
+            Claim("busy") when another execution holds it.
+        """
         token = f"{self._owner}:{uuid.uuid4().hex[:8]}"
-        ok = self._client.set(self.PREFIX + job_id, token, nx=True, px=self._ttl_ms)
-        return token if ok else None
+        state, value = self._claim(
+            keys=[self.PREFIX + job_id, result_key], args=[token, self._ttl_ms]
+        )
+        state = state.decode() if isinstance(state, bytes) else state
+        if state == "done":
+            return Claim("done", stored=json.loads(value))
+        return Claim(state, token=token if state == "claimed" else None)
 
     def release(self, job_id: str, token: str) -> None:
         """Give the claim up, if it is still ours."""
