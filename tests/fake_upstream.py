@@ -233,6 +233,21 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def do_GET(self) -> None:
+        """`/_stats`: the counters, for a benchmark that runs the server in another process."""
+        up = self.server.upstream
+        if self.path != "/_stats":
+            self._send(404, {"error": "not found"}, {})
+            return
+        with up._lock:
+            stats = {"calls": up._count, "answered": dict(up.answered), "peak": up.peak_in_flight}
+        self._send(200, stats, {})
+
+    def do_DELETE(self) -> None:
+        """`/_stats`: reset the counters."""
+        self.server.upstream.reset()
+        self._send(200, {"reset": True}, {})
+
     def do_POST(self) -> None:
         up = self.server.upstream
         length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,1 @@
+"""chatq's benchmark suite: `python -m bench` (or `bench/run.sh`)."""

@@ -1,0 +1,117 @@
+"""Run every benchmark side by side with its baseline, print a table, save the figures.
+
+    python -m bench                 # everything, under 10 minutes on 2 cores
+    python -m bench --only overhead enqueue
+
+Each figure is compared with a baseline measured in the same run, on the same private
+Redis and fake upstream, because these machines are shared and noisy. The results go
+to bench/results/<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import celery
+import kombu
+
+from bench import measurements
+from bench.harness import Harness
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ORDER = ("overhead", "io_concurrency", "rate_limit", "enqueue", "batch")
+
+
+def _batch(harness: Harness, workdir: Path) -> dict:
+    from bench import batch_bench  # the batch benchmark (batch submit and batch run)
+
+    return batch_bench.run(workdir=workdir / "batch")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the JSON")
+    args = parser.parse_args(argv)
+    chosen = args.only or list(ORDER)
+    started = time.perf_counter()
+    results: dict = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "celery": celery.__version__,
+            "kombu": kombu.__version__,
+        },
+        "measurements": {},
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="chatq-bench-") as tmp, Harness(Path(tmp)) as harness:
+        for name in ORDER:
+            if name not in chosen:
+                continue
+            print(f"… {name}", file=sys.stderr, flush=True)
+            step = time.perf_counter()
+            try:
+                if name == "batch":
+                    figures = _batch(harness, Path(tmp))
+                else:
+                    figures = getattr(measurements, name)(harness, Path(tmp))
+            except Exception as exc:  # one broken measurement must not hide the others
+                figures = {"error": f"{type(exc).__name__}: {exc}", "met": False}
+            figures["wall_seconds"] = round(time.perf_counter() - step, 1)
+            results["measurements"][name] = figures
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    print(table(results))
+    out = args.out or RESULTS / f"{dt.date.today().isoformat()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {out}", file=sys.stderr)
+    return 0
+
+
+def table(results: dict) -> str:
+    """A Markdown table of the run: one row per measurement."""
+    rows = [
+        "| measurement | chatq | baseline (same run) | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in results["measurements"].items():
+        if "error" in m:
+            rows.append(f"| {name} | error: {m['error']} | | | | no |")
+            continue
+        rows.append("| " + " | ".join(_row(name, m)) + " |")
+    return "\n".join(rows)
+
+
+def _row(name: str, m: dict) -> list[str]:
+    met = "yes" if m.get("met") else "**no**"
+    if name == "overhead":
+        return [name, f"{m['chatq']['jobs_per_s']} jobs/s", f"{m['baseline']['jobs_per_s']} jobs/s"
+                " (bare Celery task)", str(m["ratio"]), m["target"], met]  # fmt: skip
+    if name == "io_concurrency":
+        return [name, f"{m['chatq']['jobs_per_s']} jobs/s",
+                f"asyncio {m['baseline']['jobs_per_s']} jobs/s; stock Celery "
+                f"{m['stock_celery']['jobs_per_s']} jobs/s ({m['stock_ratio']})",
+                str(m["ratio"]), m["target"], met]  # fmt: skip
+    if name == "rate_limit":
+        c, b = m["chatq"], m["baseline"]
+        return [name,
+                f"{c['seconds']} s, 429s {c['share_429']:.1%}, failed {c['failed']}",
+                f"autoretry: {b['seconds']} s, 429s {b['share_429']:.1%}, failed {b['failed']}",
+                f"{c['vs_ideal']} x ideal", m["target"], met]  # fmt: skip
+    if name == "enqueue":
+        return [name, f"{m['chatq']['jobs_per_s']:,} jobs/s",
+                f"raw LPUSH {m['baseline']['jobs_per_s']:,} jobs/s", str(m["ratio"]),
+                m["target"], met]  # fmt: skip
+    return [name, json.dumps({k: v for k, v in m.items() if k != "met"})[:200], "", "", "", met]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
