@@ -103,7 +103,7 @@ def overhead(harness: Harness, workdir: Path, *, jobs: int = 5000, concurrency: 
 
 def io_concurrency(
     harness: Harness, workdir: Path, *, jobs: int = 2000, concurrency: int = 200,
-    delay: float = 0.2, chunk: int = 20,
+    delay: float = 0.2, chunk: int = 10, processes: int = 2,
 ) -> dict[str, Any]:  # fmt: skip
     """2,000 calls to an upstream answering after 200 ms, 200 at a time."""
     with harness.upstream(delay=delay) as upstream:
@@ -119,14 +119,16 @@ def io_concurrency(
                                                 concurrency=concurrency), url, ids)  # fmt: skip
 
         url = harness.fresh_db()
-        env = _chatq_env(url, workdir, upstream, CHATQ_CONCURRENCY=str(concurrency // chunk),
+        # The same 200 calls in flight: processes x threads x jobs per chunk.
+        threads = max(1, concurrency // chunk // processes)
+        env = _chatq_env(url, workdir, upstream, CHATQ_CONCURRENCY=str(threads),
                          CHATQ_CHUNK_SIZE=str(chunk))  # fmt: skip
         producer = _producer(env, workdir)
         request = {"model": "openrouter/bench/m", "messages": payload["messages"]}
         requests = [producer.prepare(request) for _ in range(jobs)]
         ids = [r.id for r in producer.publish(requests, [None] * jobs)]
-        chatq = _timed(harness, harness.workers("worker", url, concurrency=concurrency // chunk,
-                                                env=env), url, ids)  # fmt: skip
+        fleet = harness.workers("worker", url, count=processes, concurrency=threads, env=env)
+        chatq = _timed(harness, fleet, url, ids)
     return {
         "chatq": chatq, "baseline": asyncio_figures, "stock_celery": stock,
         "ratio": round(chatq["jobs_per_s"] / asyncio_figures["jobs_per_s"], 2),

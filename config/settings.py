@@ -89,7 +89,7 @@ class Settings:
     api_keys: Mapping[str, Secret] = field(default_factory=dict)
     timeout: float = 180.0
     connect_timeout: float = 10.0
-    http_pool_size: int = 64
+    http_pool_size: int = 0
     openrouter_referer: str = "https://github.com/chatq/chatq"
     openrouter_title: str = "chatq"
 
@@ -119,6 +119,12 @@ class Settings:
         still being worked.
         """
         return math.ceil(self.job_deadline + self.timeout + self.visibility_margin)
+
+    @property
+    def http_connections(self) -> int:
+        """Pooled connections per provider per process: CHATQ_HTTP_POOL_SIZE, or enough
+        for every thread a worker may run (concurrency x chunk size, at least 64)."""
+        return self.http_pool_size or max(64, self.concurrency * self.chunk_size)
 
     def limits_for(self, provider: str) -> ProviderLimits:
         """The configured limits of `provider` (local Ollama defaults to one call at a time)."""
@@ -162,7 +168,7 @@ def load_settings(
         api_keys=_api_keys(src),
         timeout=timeout,
         connect_timeout=_get(src, "CHATQ_CONNECT_TIMEOUT", _positive(float), 10.0),
-        http_pool_size=_get(src, "CHATQ_HTTP_POOL_SIZE", _positive(int), 64),
+        http_pool_size=_get(src, "CHATQ_HTTP_POOL_SIZE", _positive(int), 0),
         openrouter_referer=_get(src, "OPENROUTER_REFERER", str, "https://github.com/chatq/chatq"),
         openrouter_title=_get(src, "OPENROUTER_TITLE", str, "chatq"),
         redis_url=_get(src, "REDIS_URL", _redis_url, None),

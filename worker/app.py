@@ -100,7 +100,6 @@ def chunk_summary(args: Any) -> str:
     return f"jobs={len(jobs)} model={model} chars={chars}"
 
 
-
 def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
     """Celery router: a chat job goes to the queue of the provider its model names."""
     if name != CHAT_TASK:
@@ -120,6 +119,9 @@ def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
 def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     """Celery's settings for chatq, from chatq's."""
     pool_limit = settings.concurrency + 8
+    # Chunked jobs run up to concurrency x chunk size threads, each storing its own
+    # result and claim: they share this many Redis connections (blocking when all busy).
+    redis_connections = settings.concurrency * settings.chunk_size + 16
     vt = settings.visibility_timeout
     transport = {
         "visibility_timeout": vt,
@@ -127,7 +129,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         # comes back soon after its visibility timeout rather than minutes later.
         "unacked_restore_interval": max(1, min(10, vt // 4)),
         "unacked_restore_throttle": 1,
-        "max_connections": pool_limit * 2,
+        "max_connections": redis_connections,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 25,
@@ -150,7 +152,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
-        "redis_max_connections": pool_limit * 2,
+        "redis_max_connections": redis_connections,
         "redis_socket_connect_timeout": 5,
         "redis_socket_timeout": 30,
         "redis_retry_on_timeout": True,
@@ -268,11 +270,14 @@ def _match_pool_to_concurrency(
     sender: Any = None, instance: Any = None, conf: Any = None, **kw: Any
 ) -> None:
     """Size the broker and backend pools to the concurrency the worker really runs."""
-    concurrency = getattr(instance, "concurrency", None) or conf.worker_concurrency
-    limit = int(concurrency) + 8
-    conf.broker_pool_limit = limit
-    conf.redis_max_connections = limit * 2
-    conf.broker_transport_options = {**conf.broker_transport_options, "max_connections": limit * 2}
+    concurrency = int(getattr(instance, "concurrency", None) or conf.worker_concurrency)
+    connections = concurrency * current_settings().chunk_size + 16
+    conf.broker_pool_limit = concurrency + 8
+    conf.redis_max_connections = connections
+    conf.broker_transport_options = {
+        **conf.broker_transport_options,
+        "max_connections": connections,
+    }
 
 
 @signals.before_task_publish.connect

@@ -32,7 +32,7 @@ def build_registry(settings: Settings) -> Registry:
         "mock": MockProvider(),
         "ollama": OllamaProvider(
             "ollama",
-            Transport("ollama", settings.urls["ollama"], pool_size=settings.http_pool_size),
+            Transport("ollama", settings.urls["ollama"], pool_size=settings.http_connections),
             timeout=timeout,
         ),
     }
@@ -49,7 +49,7 @@ def build_registry(settings: Settings) -> Registry:
             headers["HTTP-Referer"] = settings.openrouter_referer
             headers["X-Title"] = settings.openrouter_title
         transport = Transport(
-            name, settings.urls[name], headers=headers, pool_size=settings.http_pool_size
+            name, settings.urls[name], headers=headers, pool_size=settings.http_connections
         )
         providers[name] = kind(name, transport, timeout=timeout)
     return Registry(providers, hints=hints)
