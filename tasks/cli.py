@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print the whole ChatResponse")
     chat.add_argument("--timeout", type=float, default=None, help="seconds to wait for the result")
 
+    from tasks import batch_cli, judge_cli  # their subcommands register themselves
+
+    batch_cli.add_parser(sub)
+    judge_cli.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,228 @@
+"""Reading a batch file: JSONL lines in the OpenAI Batch API form or chatq's plain form.
+
+Both forms may be mixed freely in one file:
+
+    {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
+     "body": {"model": "m", "messages": [...], "max_tokens": 50}}
+    {"custom_id": "q2", "model": "mock/echo", "messages": [...], "temperature": 0}
+
+The file is streamed, never loaded whole. Each line becomes a `Line`: its request, or
+the error that stops it (with its line number), so one bad line never sinks the rest.
+Blank lines are skipped; a line's number is its physical line in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.chat.errors import ChatqError, InvalidRequest
+from worker.chat.types import ChatRequest
+
+__all__ = ["Line", "file_digest", "read_lines", "request_from_json"]
+
+#: The OpenAI Batch API endpoint chatq runs; any other `url` is refused on its line.
+CHAT_URL = "/v1/chat/completions"
+#: OpenAI request parameters chatq accepts and does not send (they change nothing a
+#: judge or a pipeline relies on, and refusing them would break files written for it).
+_IGNORED_OPENAI = frozenset(
+    {"top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
+     "user", "metadata", "store", "service_tier", "parallel_tool_calls", "logprobs",
+     "top_logprobs", "stream_options", "reasoning_effort"}
+)  # fmt: skip
+_CHATQ_FIELDS = frozenset(ChatRequest.model_fields)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a batch: `request` to run, or `error` saying why it cannot run.
+
+    `error` is `{"type", "message", "line"}`; `type` is a chatq error name.
+    """
+
+    number: int
+    custom_id: str
+    request: ChatRequest | None = None
+    error: dict[str, Any] | None = None
+
+    @classmethod
+    def failed(cls, number: int, custom_id: str, error: ChatqError) -> Line:
+        message = error.message
+        if not message.startswith("line "):
+            message = f"line {number}: {message}"
+        return cls(number, custom_id, None, {
+            "type": type(error).__name__, "message": message, "line": number,
+        })  # fmt: skip
+
+    def duplicate(self) -> Line:
+        """This line, refused because its custom_id was already used."""
+        return Line.failed(
+            self.number,
+            self.custom_id,
+            InvalidRequest(f"custom_id {self.custom_id!r} is used by an earlier line"),
+        )
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_lines(
+    path: Path,
+    *,
+    model: str | None = None,
+    prepare: Callable[[ChatRequest], ChatRequest] | None = None,
+) -> Iterator[Line]:
+    """Each non-blank line of `path` as a Line, in order.
+
+    Args:
+        model: fills a line that names no model.
+        prepare: validates and routes a request (Producer.prepare); raises a ChatqError
+            (ProviderNotFound, say) that becomes the line's error.
+
+    custom_id uniqueness is not checked here (the caller checks it against Redis, so
+    memory stays bounded); a missing custom_id defaults to the line number.
+    """
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            yield parse_line(text, number, model=model, prepare=prepare)
+
+
+def parse_line(
+    text: str,
+    number: int,
+    *,
+    model: str | None = None,
+    prepare: Callable[[ChatRequest], ChatRequest] | None = None,
+) -> Line:
+    """One line of text as a Line (see `read_lines`)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return Line.failed(number, str(number), InvalidRequest(f"not valid JSON ({exc})"))
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        return Line.failed(
+            number, str(number), InvalidRequest(f"a line must be a JSON object, not {kind}")
+        )
+    custom_id = data.get("custom_id")
+    if custom_id is None or custom_id == "":
+        custom_id = str(number)
+    elif isinstance(custom_id, (int, float)) and not isinstance(custom_id, bool):
+        custom_id = str(custom_id)
+    elif not isinstance(custom_id, str):
+        return Line.failed(number, str(number), InvalidRequest("custom_id must be a string"))
+    try:
+        request = request_from_json(data, model=model)
+        if prepare is not None:
+            request = prepare(request)
+    except ChatqError as exc:
+        return Line.failed(number, custom_id, exc)
+    return Line(number, custom_id, request)
+
+
+def request_from_json(data: dict[str, Any], *, model: str | None = None) -> ChatRequest:
+    """A ChatRequest from one line's object, in either form.
+
+    Raises:
+        InvalidRequest: naming the field that is wrong.
+    """
+    if "body" in data or "url" in data or "method" in data:
+        fields = _openai_fields(data)
+    else:
+        fields = {k: v for k, v in data.items() if k not in ("custom_id", "metadata")}
+        if "response_format" in fields:
+            fields["format"] = _format(fields.pop("response_format"))
+    if "messages" not in fields:
+        raise InvalidRequest("the line has no messages", field="messages")
+    if not fields.get("model") and model:
+        fields["model"] = model
+    if not fields.get("model"):
+        raise InvalidRequest("the line names no model (give one, or use --model)", field="model")
+    if fields.get("format") is None:
+        fields.pop("format", None)
+    return ChatRequest.parse(fields)
+
+
+def _openai_fields(data: dict[str, Any]) -> dict[str, Any]:
+    method = data.get("method", "POST")
+    if str(method).upper() != "POST":
+        raise InvalidRequest(f"method must be POST, not {method!r}", field="method")
+    url = data.get("url", CHAT_URL)
+    if url not in (CHAT_URL, "/chat/completions"):
+        raise InvalidRequest(f"url {url!r} is not supported (only {CHAT_URL})", field="url")
+    body = data.get("body")
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object", field="body")
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in _IGNORED_OPENAI or value is None:
+            continue
+        if key == "messages":
+            fields["messages"] = _openai_messages(value)
+        elif key in ("max_tokens", "max_completion_tokens"):
+            fields["max_tokens"] = value
+        elif key == "response_format":
+            fields["format"] = _format(value)
+        elif key == "n":
+            if value != 1:
+                raise InvalidRequest("n must be 1 (one answer per line)", field="body.n")
+        elif key == "stream":
+            if value:
+                raise InvalidRequest("stream must be false in a batch", field="body.stream")
+        elif key in _CHATQ_FIELDS:
+            fields[key] = value
+        else:
+            raise InvalidRequest(f"body.{key} is not supported", field=f"body.{key}")
+    return fields
+
+
+def _openai_messages(messages: Any) -> Any:
+    """OpenAI messages as chatq's: text parts joined, `developer` as `system`."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            out.append(message)
+            continue
+        role = message.get("role")
+        content = message.get("content")
+        if isinstance(content, list):
+            texts = []
+            for part in content:
+                if not (isinstance(part, dict) and part.get("type") == "text"):
+                    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                    raise InvalidRequest(
+                        f"messages.{index}.content: only text parts are supported, not {kind}",
+                        field=f"messages.{index}.content",
+                    )
+                texts.append(str(part.get("text", "")))
+            content = "".join(texts)
+        out.append({"role": "system" if role == "developer" else role, "content": content})
+    return out
+
+
+def _format(response_format: Any) -> str | None:
+    if response_format in (None, "text"):
+        return None
+    if response_format == "json":
+        return "json"
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind in ("json_object", "json_schema"):
+        return "json"
+    raise InvalidRequest(f"response_format {response_format!r} is not supported",
+                         field="response_format")  # fmt: skip

@@ -1,0 +1,93 @@
+"""A batch's output lines, in chatq's form or the OpenAI Batch API's.
+
+chatq:  {"custom_id", "response": ChatResponse | null, "error": {"type", "message"} | null}
+openai: {"id", "custom_id", "response": {"status_code", "request_id", "body":
+         <chat.completion>} | null, "error": {"code", "message"} | null}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FORMATS", "Result", "format_line", "write_results"]
+
+FORMATS = ("chatq", "openai")
+PENDING_ERROR = {"type": "Pending", "message": "no result yet (the batch is still running)"}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One line's outcome as collected: a response or an error (never both)."""
+
+    custom_id: str
+    line: int
+    task_id: str | None
+    response: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+def format_line(result: Result, form: str = "chatq") -> dict[str, Any]:
+    """The output object for one line in `form` ("chatq" or "openai")."""
+    if form == "openai":
+        return _openai(result)
+    return {"custom_id": result.custom_id, "response": result.response, "error": result.error}
+
+
+def _openai(result: Result) -> dict[str, Any]:
+    request_id = result.task_id or f"line-{result.line}"
+    out: dict[str, Any] = {"id": f"batch_req_{request_id}", "custom_id": result.custom_id}
+    if result.response is None:
+        error = result.error or PENDING_ERROR
+        out.update(response=None, error={"code": error["type"], "message": error["message"]})
+        return out
+    r = result.response
+    body = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": r.get("model"),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": r.get("content", "")},
+            "finish_reason": r.get("finish_reason") or "stop",
+        }],
+        "usage": {
+            "prompt_tokens": r.get("input_tokens", 0),
+            "completion_tokens": r.get("output_tokens", 0),
+            "total_tokens": r.get("input_tokens", 0) + r.get("output_tokens", 0),
+        },
+    }  # fmt: skip
+    if r.get("cached"):
+        body["chatq"] = {"cached": True}
+    out.update(
+        response={"status_code": 200, "request_id": request_id, "body": body}, error=None
+    )
+    return out
+
+
+def write_results(results: Iterable[Result], path: Path, *, form: str = "chatq") -> int:
+    """Write one line per result to `path` atomically (a temporary file, then a rename).
+
+    Returns:
+        The number of lines written.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for result in results:
+                handle.write(json.dumps(format_line(result, form), ensure_ascii=False))
+                handle.write("\n")
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return count

@@ -1,0 +1,47 @@
+"""Reading job claims from the producer's side: is a claim's holder still alive?
+
+A worker claims a job id with a token `host:pid:nonce` (worker/claims.py). When a run is
+killed, its local workers die holding claims that would otherwise keep their jobs from
+running again until the claims expire (CHATQ_JOB_DEADLINE + CHATQ_TIMEOUT). A claim
+whose holder is a dead process of this very host can be dropped at once; one held on
+another host cannot be judged from here and is left to expire.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+__all__ = ["holder", "stale"]
+
+
+def holder(token: bytes | str) -> tuple[str, int] | None:
+    """(host, pid) of a claim token, or None when it is not one."""
+    text = token.decode() if isinstance(token, bytes) else token
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def stale(token: bytes | str, *, host: str | None = None) -> bool:
+    """Whether the claim's holder is a process of this host that no longer exists."""
+    found = holder(token)
+    if found is None or found[0] != (host or socket.gethostname()):
+        return False
+    return not _alive(found[1])
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True

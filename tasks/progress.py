@@ -1,0 +1,125 @@
+"""How a batch shows its progress: a one-line bar on a terminal, a plain line otherwise.
+
+Never prints a prompt or an answer: counts, rates and times only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+__all__ = ["Progress", "Snapshot", "format_duration"]
+
+
+@dataclass
+class Snapshot:
+    """A batch's counts at one moment."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    running: int = 0
+    retried: int = 0
+    cached: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    rate: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.finished
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate (None when unknown)."""
+        if self.pending == 0:
+            return 0.0
+        return self.pending / self.rate if self.rate > 0 else None
+
+
+def format_duration(seconds: float | None) -> str:
+    """`1:02:03`, `2:03` or `--:--` for unknown."""
+    if seconds is None:
+        return "--:--"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Progress:
+    """Reports snapshots to `stream`: redrawn in place on a TTY, else a line every
+    `every` seconds.
+
+    Args:
+        label: what is running (the batch id).
+        stream: where to write; default stderr.
+        tty: force (or forbid) the bar; default whether `stream` is a terminal.
+        every: seconds between plain lines.
+        clock: monotonic time source (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.every = every
+        self.clock = clock
+        self._last = float("-inf")
+        self._drawn = False
+
+    def update(self, snap: Snapshot, *, force: bool = False) -> None:
+        now = self.clock()
+        if self.tty:
+            if force or now - self._last >= 0.2:
+                self._last = now
+                self.stream.write("\r\x1b[2K" + self.bar(snap))
+                self.stream.flush()
+                self._drawn = True
+        elif force or now - self._last >= self.every:
+            self._last = now
+            self.stream.write(f"chatq: {self.label}: {self.line(snap)}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line (a TTY) so later output starts on its own line."""
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+    def bar(self, snap: Snapshot, width: int = 24) -> str:
+        frac = snap.finished / snap.total if snap.total else 1.0
+        full = int(frac * width)
+        return f"[{'#' * full}{'.' * (width - full)}] {frac * 100:5.1f}% " + self.line(snap)
+
+    @staticmethod
+    def line(snap: Snapshot) -> str:
+        parts = [f"{snap.finished:,}/{snap.total:,} done", f"ok {snap.succeeded:,}",
+                 f"failed {snap.failed:,}"]  # fmt: skip
+        if snap.cancelled:
+            parts.append(f"cancelled {snap.cancelled:,}")
+        parts.append(f"running {snap.running:,}")
+        parts.append(f"retried {snap.retried:,}")
+        if snap.cached:
+            parts.append(f"cached {snap.cached:,}")
+        parts.append(f"{snap.rate:,.1f}/s")
+        parts.append(f"ETA {format_duration(snap.eta)}")
+        return " · ".join(parts)
