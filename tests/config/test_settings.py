@@ -43,7 +43,8 @@ def test_defaults(base, directory):
     assert settings.api_keys == {}
     assert settings.timeout == 180.0
     assert settings.connect_timeout == 10.0
-    assert settings.http_pool_size == 64
+    assert settings.http_pool_size == 0  # automatic: enough for every worker thread
+    assert settings.http_connections == max(64, settings.concurrency * settings.chunk_size)
     assert settings.openrouter_referer == "https://github.com/chatq/chatq"
     assert settings.openrouter_title == "chatq"
     assert settings.redis_url is None
