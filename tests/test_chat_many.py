@@ -1,0 +1,95 @@
+"""Bulk jobs in chunks: one message, many jobs, each with its own id, result and retries."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery import states
+
+from tests.fake_upstream import Answer
+from worker.app import CHAT_MANY_TASK, app, chunk_summary
+from worker.chat.errors import InvalidRequest, ProviderNotFound, UpstreamError
+
+pytestmark = pytest.mark.integration
+
+
+def _msg(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_enqueue_many_sends_chunks_and_every_job_gets_its_own_result(
+    env, upstream, producer_for, start_worker, redis_client
+):
+    env["CHATQ_CHUNK_SIZE"] = "4"
+    producer = producer_for(env)
+    requests = [{"model": "ollama/llama3", "messages": _msg(f"q{i}")} for i in range(10)]
+    results = producer.enqueue_many(requests)
+    assert redis_client.llen("chat.ollama") == 3  # 4 + 4 + 2 jobs
+    start_worker(env)
+    answers = [producer.wait(r, timeout=30).content for r in results]
+    assert answers == [f"echo: q{i}" for i in range(10)]
+    assert upstream.calls == 10
+
+
+def test_a_chunk_keeps_each_jobs_failure_and_retries_to_itself(
+    env, upstream, producer_for, start_worker
+):
+    env.update(CHATQ_CHUNK_SIZE="3", CHATQ_MAX_ATTEMPTS="3")
+    producer = producer_for(env)
+    start_worker(env)
+    upstream.push(Answer.error(401), Answer.rate_limited(0.1))
+    results = producer.enqueue_many(
+        [{"model": "openrouter/a/b", "messages": _msg(f"q{i}")} for i in range(3)]
+    )
+    outcomes = []
+    for result in results:
+        try:
+            outcomes.append(producer.wait(result, timeout=30).attempts)
+        except UpstreamError as exc:
+            outcomes.append(exc.status)
+    assert sorted(outcomes, key=str) == sorted([401, 1, 2], key=str)
+    assert app.AsyncResult(results[outcomes.index(401)].id).state == states.FAILURE
+
+
+def test_enqueue_many_queues_nothing_when_one_request_is_bad(env, producer_for, redis_client):
+    producer = producer_for(env)
+    good = {"model": "mock/echo", "messages": _msg("fine")}
+    with pytest.raises(InvalidRequest, match=r"request 1: .*messages"):
+        producer.enqueue_many([good, {"model": "mock/echo", "messages": []}, good])
+    with pytest.raises(ProviderNotFound, match="request 2"):
+        env_without = producer_for({k: v for k, v in env.items() if k != "KIMI_API_KEY"})
+        env_without.enqueue_many([good, good, {"model": "kimi/k2", "messages": _msg("x")}])
+    assert sum(redis_client.llen(q) for q in ("celery", "chat.mock", "chat.kimi")) == 0
+
+
+def test_a_chunk_delivered_twice_pays_for_each_job_once(env, upstream, producer_for, start_worker):
+    producer = producer_for(env)
+    start_worker(env)
+    jobs = [[f"dup-{i}", {"model": "ollama/llama3", "messages": _msg(f"q{i}")}] for i in range(5)]
+    app.send_task(CHAT_MANY_TASK, args=[jobs], queue="chat.ollama")
+    for job, _ in jobs:
+        producer.wait(job, timeout=30)
+    app.send_task(CHAT_MANY_TASK, args=[jobs], queue="chat.ollama")
+    time.sleep(1.5)
+    assert upstream.calls == 5
+
+
+def test_a_garbage_chunk_fails_alone_and_the_worker_goes_on(env, producer_for, start_worker):
+    producer = producer_for(env)
+    start_worker(env)
+    bad = app.send_task(CHAT_MANY_TASK, args=["not a list"], queue="chat.mock")
+    with pytest.raises(InvalidRequest, match="pairs"):
+        producer.wait(bad, timeout=30)
+    mixed = [["m-1", {"model": "mock/echo", "messages": _msg("ok")}], ["m-2", {"model": ""}]]
+    app.send_task(CHAT_MANY_TASK, args=[mixed], queue="chat.mock")
+    assert producer.wait("m-1", timeout=30).content == "ok"
+    with pytest.raises(InvalidRequest, match="model"):
+        producer.wait("m-2", timeout=30)
+
+
+def test_a_chunks_monitoring_summary_shows_counts_never_prompts():
+    jobs = [[f"id-{i}", {"model": "mock/echo", "messages": _msg("secret words")}] for i in range(3)]
+    summary = chunk_summary([jobs])
+    assert summary == "jobs=3 model=mock/echo chars=36"
+    assert "secret" not in summary
