@@ -40,12 +40,22 @@ def add_parser(sub: Any) -> None:
     def inputs(p: argparse.ArgumentParser) -> None:
         p.add_argument("input", type=Path, help="JSONL file (OpenAI Batch or plain form)")
         p.add_argument("--model", help="model for lines that name none")
-        p.add_argument("--batch-id", dest="batch_id",
-                       help="default: derived from the file's digest and --model")
-        p.add_argument("--retry-failed", action="store_true", dest="retry_failed",
-                       help="queue lines that failed before, too")
-        p.add_argument("--cache", action="store_true",
-                       help="reuse stored answers to identical temperature-0 requests")
+        p.add_argument(
+            "--batch-id",
+            dest="batch_id",
+            help="default: derived from the file's digest and --model",
+        )
+        p.add_argument(
+            "--retry-failed",
+            action="store_true",
+            dest="retry_failed",
+            help="queue lines that failed before, too",
+        )
+        p.add_argument(
+            "--cache",
+            action="store_true",
+            help="reuse stored answers to identical temperature-0 requests",
+        )
         p.add_argument("--strict", action="store_true",
                        help="refuse the whole file if any line is bad")  # fmt: skip
 
@@ -252,8 +262,21 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     with runtime_batches(settings, workers=False) as batches:
         records = batches.list()
     if args.json:
-        print(json.dumps([{"id": r.id, "kind": r.kind, "state": r.state, "lines": r.lines,
-                           "created": r.created, "source": r.source} for r in records]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "kind": r.kind,
+                        "state": r.state,
+                        "lines": r.lines,
+                        "created": r.created,
+                        "source": r.source,
+                    }
+                    for r in records
+                ]
+            )
+        )
         return EXIT_OK  # fmt: skip
     for r in records:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))

@@ -234,12 +234,9 @@ class Follower:
             return 0
         self.scan(claims=True)
         held = set(self._running)
-        lost = [
-            pos for pos in range(self.total) if self.states[pos] == PENDING and pos not in held
-        ]
+        lost = [pos for pos in range(self.total) if self.states[pos] == PENDING and pos not in held]
         if not lost:
             return 0
         count = self.republish(lost)
         log.warning("batch %s: %d unanswered line(s) queued again", self.batch_id, count)
         return count
-

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMATS", "Result", "format_line", "write_results"]
+__all__ = ["FORMATS", "Result", "format_line", "write_results", "write_rows"]
 
 FORMATS = ("chatq", "openai")
 PENDING_ERROR = {"type": "Pending", "message": "no result yet (the batch is still running)"}
@@ -65,25 +65,25 @@ def _openai(result: Result) -> dict[str, Any]:
     }  # fmt: skip
     if r.get("cached"):
         body["chatq"] = {"cached": True}
-    out.update(
-        response={"status_code": 200, "request_id": request_id, "body": body}, error=None
-    )
+    out.update(response={"status_code": 200, "request_id": request_id, "body": body}, error=None)
     return out
 
 
 def write_results(results: Iterable[Result], path: Path, *, form: str = "chatq") -> int:
-    """Write one line per result to `path` atomically (a temporary file, then a rename).
+    """Write one line per result to `path` atomically; how many lines."""
+    return write_rows((format_line(r, form) for r in results), path)
 
-    Returns:
-        The number of lines written.
-    """
+
+def write_rows(rows: Iterable[dict[str, Any]], path: Path) -> int:
+    """Write one JSON line per row to `path` atomically (a temporary file, then a
+    rename), so a reader never sees half a file; how many lines."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     count = 0
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            for result in results:
-                handle.write(json.dumps(format_line(result, form), ensure_ascii=False))
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False))
                 handle.write("\n")
                 count += 1
         os.replace(tmp, path)

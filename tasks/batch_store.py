@@ -141,9 +141,7 @@ class BatchStore:
         return f"chatq:batch:{batch_id}" + (f":{part}" if part else "")
 
     def _keys(self, batch_id: str) -> list[str]:
-        return [self.key(batch_id)] + [
-            self.key(batch_id, p) for p in ("lines", "queued", "cids")
-        ]
+        return [self.key(batch_id)] + [self.key(batch_id, p) for p in ("lines", "queued", "cids")]
 
     # -- the record ----------------------------------------------------------------------
     def record(self, batch_id: str) -> BatchRecord | None:

@@ -1,2 +1,180 @@
-"""placeholder"""
-def add_parser(sub): pass
+"""`chatq judge`: bulk LLM-as-judge scoring, and comparing two score files.
+
+    chatq judge IN.jsonl --model M --template T.txt -o OUT.jsonl [--mode score|pairwise]
+    chatq judge compare A.jsonl B.jsonl
+
+Exit codes as `chatq batch run`: 0 when every item got an answer (unparseable answers
+are counted, not errors), 4 when some failed, 130 when interrupted (run it again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from config import Settings
+from tasks.batch_cli import follow, owns_fresh_redis, runtime_batches
+from tasks.batch_output import write_rows
+from tasks.cli import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
+from tasks.judge import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
+from tasks.judge_parse import SCORED, parse_scale
+from tasks.judge_stats import paired_difference
+from tasks.judge_template import Template
+from tasks.progress import format_duration
+from worker.chat.errors import InvalidRequest
+
+__all__ = ["add_parser", "print_judge_summary"]
+
+
+def add_parser(sub: Any) -> None:
+    judge = sub.add_parser(
+        "judge",
+        help="score a JSONL file with an LLM judge (or: judge compare A.jsonl B.jsonl)",
+        description="chatq judge IN.jsonl --model M --template T.txt -o OUT.jsonl, or "
+        "chatq judge compare A.jsonl B.jsonl (the lift of B over A, paired by custom_id)",
+    )
+    judge.add_argument(
+        "files", nargs="+", metavar="FILE", help="IN.jsonl, or: compare A.jsonl B.jsonl"
+    )
+    judge.add_argument("--model", help="the judge model, e.g. openrouter/openai/gpt-4o-mini")
+    judge.add_argument(
+        "--template", type=Path, help="prompt template; {field} is filled from each line"
+    )
+    judge.add_argument("-o", "--output", type=Path, help="output JSONL (one row per line)")
+    judge.add_argument("--mode", choices=MODES, default="score")
+    judge.add_argument("--scale", default="1-10", help="score scale LOW-HIGH (score mode)")
+    judge.add_argument("--system", help="a system message for the judge")
+    judge.add_argument(
+        "--max-tokens", type=int, dest="max_tokens", help="default 16 (score) or 32 (pairwise)"
+    )
+    judge.add_argument(
+        "--a-field", default="answer_a", dest="a_field", help="field holding answer A (pairwise)"
+    )
+    judge.add_argument(
+        "--b-field", default="answer_b", dest="b_field", help="field holding answer B (pairwise)"
+    )
+    judge.add_argument(
+        "--cache", action="store_true", help="reuse stored answers to identical judge prompts"
+    )
+    judge.add_argument("--retry-failed", action="store_true", dest="retry_failed")
+    judge.add_argument("--batch-id", dest="batch_id", help="default: derived from the inputs")
+    judge.add_argument("--json", action="store_true", help="print the summary as JSON")  # fmt: skip
+
+
+@command("judge")
+def _judge(args: argparse.Namespace, settings: Settings) -> int:
+    if args.files[0] == "compare":
+        return _compare(args)
+    if len(args.files) != 1:
+        return fail("judge takes one input file (or: judge compare A.jsonl B.jsonl)", EXIT_INVALID)
+    missing = [f for f in ("model", "template", "output") if not getattr(args, f)]
+    if missing:
+        return fail("judge needs " + ", ".join(f"--{m}" for m in missing), EXIT_INVALID)
+    path = Path(args.files[0])
+    if not path.is_file():
+        return fail(f"no such file: {path}", EXIT_INVALID)
+    try:
+        scale = parse_scale(args.scale)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_INVALID)
+    template = Template.load(args.template)
+    options = JudgeOptions(
+        model=args.model, template=template, mode=args.mode, scale=scale, system=args.system,
+        max_tokens=args.max_tokens, a_field=args.a_field, b_field=args.b_field,
+    )  # fmt: skip
+    if args.mode == "pairwise" and not {args.a_field, args.b_field} <= set(template.fields):
+        raise InvalidRequest(f"a pairwise template must use {{{args.a_field}}} and "
+                             f"{{{args.b_field}}}")  # fmt: skip
+    started = time.monotonic()
+    with runtime_batches(settings, workers=True) as batches:
+        batches.producer.runtime.registry.resolve(args.model)  # refuse before any work
+        source = JudgeSource(path, options, prepare=batches.producer.prepare)
+        batch_id = args.batch_id or source.batch_id()
+        try:
+            report = batches.submit(batch_id, source, retry_failed=args.retry_failed,
+                                    use_cache=args.cache, requeue=owns_fresh_redis(batches),
+                                    options={"mode": args.mode})  # fmt: skip
+            print(f"chatq: judge {batch_id}: {report.lines:,} requests, {report.enqueued:,} "
+                  f"queued, {report.already_done:,} already done, {report.cached:,} cached",
+                  file=sys.stderr)  # fmt: skip
+            follow(batches, batch_id, source)
+        except KeyboardInterrupt:
+            return fail(f"interrupted; judge run {batch_id} keeps its results: run the same "
+                        "command again to resume", 130)  # fmt: skip
+        tally = Tally(options)
+
+        def rows():
+            for row in judge_rows(batches.results(batch_id), options):
+                tally.add(row)
+                yield row
+
+        write_rows(rows(), args.output)
+    summary = {**tally.summary(), "batch_id": batch_id,
+               "wall_seconds": round(time.monotonic() - started, 3)}  # fmt: skip
+    summary_path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_judge_summary(summary, output=args.output)
+    return EXIT_UPSTREAM if summary["errors"] else EXIT_OK
+
+
+def print_judge_summary(s: dict[str, Any], *, output: Path) -> None:
+    """The summary a person reads at the end of a judge run."""
+    print(f"items        {s['items']:,} (rows in {output}; summary in {summary_path(output)})")
+    print(f"scored       {s['scored']:,} · unparseable {s['unparseable']:,} · "
+          f"out of range {s['out_of_range']:,} · errors {s['errors']:,}")  # fmt: skip
+    if s["mode"] == "score":
+        if s["n"]:
+            lo, hi = s["ci95"]
+            sd = f"{s['sd']:.3f}" if s["sd"] is not None else "n/a"
+            print(f"mean         {s['mean']:.3f}  (95% CI {lo:.3f} to {hi:.3f})")
+            print(f"median       {s['median']:g} · sd {sd}")
+            peak = max(s["histogram"].values()) or 1
+            for level, count in s["histogram"].items():
+                print(f"  {level!s:>5} {'#' * round(30 * count / peak):<30} {count:,}")
+    else:
+        for name in ("win", "loss", "tie"):
+            rate, ci = s[f"{name}_rate"], s[f"{name}_ci95"]
+            if rate is not None:
+                print(f"{name + ' rate':<12} {rate:.3f}  (95% CI {ci[0]:.3f} to {ci[1]:.3f})")
+        if s["position_consistency"] is not None:
+            print(f"consistency  {s['position_consistency']:.3f} (same verdict in both orders)")
+    print(f"wall time    {format_duration(s['wall_seconds'])}")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    if len(args.files) != 3:
+        return fail("usage: chatq judge compare A.jsonl B.jsonl", EXIT_INVALID)
+    first, second = (_scores(Path(f)) for f in args.files[1:])
+    result = {"a": args.files[1], "b": args.files[2], **paired_difference(first, second)}
+    if args.json:
+        print(json.dumps(result))
+        return EXIT_OK
+    if not result["n"]:
+        return fail("no custom_id is scored in both files", EXIT_INVALID)
+    lo, hi = result["ci95"]
+    print(f"paired items     {result['n']:,} (only in A {result['only_a']:,}, "
+          f"only in B {result['only_b']:,})")  # fmt: skip
+    print(f"mean A           {result['mean_a']:.3f}")
+    print(f"mean B           {result['mean_b']:.3f}")
+    print(f"B - A            {result['mean_difference']:+.3f}  (95% CI {lo:+.3f} to {hi:+.3f})")
+    return EXIT_OK
+
+
+def _scores(path: Path) -> dict[str, float]:
+    """custom_id → score of every scored row of a judge output file."""
+    if not path.is_file():
+        raise InvalidRequest(f"no such file: {path}")
+    scores = {}
+    with open(path, encoding="utf-8") as handle:
+        for text in handle:
+            if text.strip():
+                row = json.loads(text)
+                if row.get("status") == SCORED and row.get("score") is not None:
+                    scores[str(row["custom_id"])] = float(row["score"])
+    return scores
