@@ -16,19 +16,21 @@ from celery.worker.request import Request
 
 from worker.app import CHAT_TASK, app, current_settings, request_summary, worker_redis
 from worker.chat.builder import build_registry
-from worker.chat.errors import ChatqError, InvalidRequest
+from worker.chat.errors import ChatqError, DeadlineExceeded, InvalidRequest
 from worker.chat.registry import Registry
-from worker.chat.types import ChatRequest
+from worker.chat.types import ChatRequest, ChatResponse
 from worker.claims import Claims
+from worker.limits import Limiter, RedisBackend, estimate_request_tokens
 from worker.retry import RetryPolicy, run_with_retries
 
-__all__ = ["chat", "run_job", "worker_claims", "worker_registry"]
+__all__ = ["chat", "run_job", "worker_claims", "worker_limiter", "worker_registry"]
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _registry: Registry | None = None
 _claims: Claims | None = None
+_limiter: Limiter | None = None
 
 
 def worker_registry() -> Registry:
@@ -48,6 +50,15 @@ def worker_claims() -> Claims:
             settings = current_settings()
             _claims = Claims(worker_redis(), ttl=settings.job_deadline + settings.timeout)
         return _claims
+
+
+def worker_limiter() -> Limiter:
+    """This worker process's side of the fleet-wide provider limits (state in Redis)."""
+    global _limiter
+    with _lock:
+        if _limiter is None:
+            _limiter = Limiter.from_settings(current_settings(), RedisBackend(worker_redis()))
+        return _limiter
 
 
 class PrivateRequest(Request):
@@ -119,11 +130,34 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
             job, request.model, attempt, type(error).__name__, wait,
         )  # fmt: skip
 
+    provider = registry.resolve(request.model)[0].name
+    limiter = worker_limiter()
+    tokens = estimate_request_tokens(request)
+    made = 0
+
+    def one_call(deadline: float) -> ChatResponse:
+        """Wait for a turn at the provider (not an attempt), then make one call."""
+
+        def upstream() -> ChatResponse:
+            nonlocal made
+            made += 1
+            return registry.chat(request, deadline=deadline)
+
+        try:
+            return limiter.call(provider, upstream, tokens=tokens, deadline=deadline)
+        except DeadlineExceeded as exc:
+            exc.facts.setdefault("attempts", made)  # the calls made, not the waits
+            raise
+
+    # Waits for capacity happen here, inside the task and within the job's deadline, so
+    # a job never holds its message past the broker's visibility timeout (deadline +
+    # one read timeout + a margin; see worker/app.py).
     response, attempts = run_with_retries(
-        lambda deadline: registry.chat(request, deadline=deadline),
+        one_call,
         RetryPolicy.from_settings(current_settings()),
         started=started,
         on_retry=on_retry,
+        paced=limiter.guards(provider),
     )
     return response.model_copy(update={"attempts": attempts}).model_dump(mode="json")
 

@@ -82,6 +82,7 @@ def run(
     started: float | None = None,
     rand: Callable[[], float] = lambda: 0.5,
     on_retry: Callable[[ChatqError, int, float], None] | None = None,
+    paced: bool = False,
 ) -> tuple[str, int]:
     clock = clock or FakeClock()
     return run_with_retries(
@@ -92,6 +93,7 @@ def run(
         sleep=clock.sleep,
         rand=rand,
         on_retry=on_retry,
+        paced=paced,
     )
 
 
@@ -288,6 +290,21 @@ def test_retry_after_is_the_floor_of_every_wait():
     assert run(upstream, clock=clock, rand=lambda: 1.0) == (ANSWER, 4)
     # Ceilings 1, 2, 4 at rand 1.0: Retry-After 7 lifts the first; 0.5 is below the second.
     assert clock.sleeps == [7.0, 2.0, 4.0]
+
+
+def test_a_paced_job_leaves_the_wait_after_a_429_to_the_fleet_limiter():
+    # The limiter pauses every caller until the Retry-After has passed; a backoff on top
+    # would only leave this job idle. Other failures still back off.
+    clock = FakeClock()
+    upstream = Upstream(rate_limited(7.0), rate_limited(None), timeout)
+    assert run(upstream, clock=clock, rand=lambda: 1.0, paced=True) == (ANSWER, 4)
+    assert clock.sleeps == [0.0, 0.0, 4.0]
+
+
+def test_a_paced_job_still_refuses_a_retry_after_above_the_limit():
+    upstream = Upstream(rate_limited(301.0))
+    with pytest.raises(RetryAfterTooLong):
+        run(upstream, clock=FakeClock(), paced=True)
 
 
 def test_waits_follow_the_backoff_of_each_attempt():

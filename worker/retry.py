@@ -84,6 +84,7 @@ def run_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     rand: Callable[[], float] = random.random,
     on_retry: Callable[[ChatqError, int, float], None] | None = None,
+    paced: bool = False,
 ) -> tuple[T, int]:
     """Call `call(deadline)` until it succeeds; return (its result, the calls made).
 
@@ -92,6 +93,10 @@ def run_with_retries(
         policy: attempts, backoff and deadline.
         started: when the job started (monotonic); default now.
         on_retry: told (error, attempt, wait) before each wait.
+        paced: a fleet-wide limiter admits each call (worker/limits): after a 429 the
+            next call is not delayed here, since the limiter pauses every caller
+            until the Retry-After has passed and spaces the calls after it; a backoff
+            on top would only leave the job idle while the fleet goes on.
 
     Raises:
         The last error, when it is not retryable or the attempts are spent (its message
@@ -133,13 +138,16 @@ def run_with_retries(
                 status=error.status,
                 attempts=attempt,
             )
-        wait = backoff_delay(
-            attempt,
-            base=policy.backoff_base,
-            cap=policy.backoff_max,
-            retry_after=retry_after,
-            rand=rand,
-        )
+        if paced and isinstance(error, RateLimited):
+            wait = 0.0
+        else:
+            wait = backoff_delay(
+                attempt,
+                base=policy.backoff_base,
+                cap=policy.backoff_max,
+                retry_after=retry_after,
+                rand=rand,
+            )
         if clock() + wait >= deadline:
             raise DeadlineExceeded(
                 f"gave up after {attempt} call(s): the next try, in {wait:.1f}s, would pass "

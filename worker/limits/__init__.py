@@ -1,0 +1,21 @@
+"""Fleet-wide rate limits per provider: concurrency, RPM, TPM, and what 429s teach.
+
+maths.py     the state and its two steps (acquire, release), pure, on a given clock
+scripts.py   the same steps in Lua, run atomically by Redis on its own clock
+backends.py  where the state lives: Redis (the fleet) or memory (tests)
+limiter.py   a worker's side: wait for capacity, make the call, report the outcome
+"""
+
+from worker.limits.backends import LimitBackend, MemoryBackend, RedisBackend
+from worker.limits.limiter import Limiter, estimate_request_tokens
+from worker.limits.maths import Limits, Tuning
+
+__all__ = [
+    "LimitBackend",
+    "Limiter",
+    "Limits",
+    "MemoryBackend",
+    "RedisBackend",
+    "Tuning",
+    "estimate_request_tokens",
+]

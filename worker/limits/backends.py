@@ -1,0 +1,217 @@
+"""Where the limiter's state lives: Redis for a fleet, memory for one process and tests.
+
+Both run the steps of `worker/limits/maths.py`; the Redis one runs them as Lua scripts
+(`worker/limits/scripts.py`) on the server's clock, atomically, for every worker on
+every machine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import redis
+
+from worker.limits import maths
+from worker.limits.maths import Decision, Limits, State, Tuning
+from worker.limits.scripts import ACQUIRE, RELEASE
+
+__all__ = ["PREFIX", "LimitBackend", "MemoryBackend", "RedisBackend", "keys_of"]
+
+PREFIX = "chatq:limit:"
+#: State untouched this long is forgotten (a provider's limits may have changed).
+_TTL = 24 * 3600
+#: 429s are remembered this long, for `chatq limits`.
+_KEEP_429S = 3600
+_DEFAULT_TUNING = Tuning()
+
+
+def keys_of(provider: str) -> tuple[str, str, str]:
+    """The Redis keys of `provider`: its state hash, its leases, its recent 429s."""
+    base = f"{PREFIX}{provider}:"
+    return base + "state", base + "slots", base + "429s"
+
+
+class LimitBackend(Protocol):
+    """Shared limiter state: admit calls, learn from their outcomes, report."""
+
+    tuning: Tuning
+
+    def acquire(
+        self,
+        provider: str,
+        limits: Limits,
+        *,
+        token: str,
+        tokens: float,
+        lease: float,
+        max_wait: float,
+        ticket: int | None,
+    ) -> Decision: ...
+
+    def release(
+        self,
+        provider: str,
+        limits: Limits,
+        *,
+        token: str,
+        outcome: str,
+        granted_at: float,
+        estimated: float = 0.0,
+        actual: float | None = None,
+        retry_after: float | None = None,
+    ) -> None: ...
+
+    def status(self, provider: str, *, minutes: float = 5.0) -> dict[str, Any]: ...
+
+
+class MemoryBackend:
+    """The limiter's state in this process (tests, and one-process tools).
+
+    Args:
+        clock: the shared clock; default `time.time`.
+        tuning: how the learned rate moves.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, tuning: Tuning = _DEFAULT_TUNING):
+        self.clock = clock
+        self.tuning = tuning
+        self._lock = threading.Lock()
+        self.states: dict[str, State] = {}
+        self._429s: dict[str, list[float]] = {}
+
+    def acquire(self, provider: str, limits: Limits, **kw: Any) -> Decision:
+        with self._lock:
+            state = self.states.setdefault(provider, State())
+            return maths.acquire(state, self.clock(), limits, self.tuning, **kw)
+
+    def release(self, provider: str, limits: Limits, **kw: Any) -> None:
+        with self._lock:
+            state = self.states.setdefault(provider, State())
+            now = self.clock()
+            if kw.get("outcome") == maths.LIMITED:
+                self._429s.setdefault(provider, []).append(now)
+            maths.release(state, now, limits, self.tuning, **kw)
+
+    def status(self, provider: str, *, minutes: float = 5.0) -> dict[str, Any]:
+        with self._lock:
+            now = self.clock()
+            state = self.states.get(provider, State())
+            fields = {k: v for k, v in vars(state).items() if k != "slots"}
+            in_flight = sum(1 for expiry in state.slots.values() if expiry > now)
+            recent = sum(1 for t in self._429s.get(provider, []) if t > now - minutes * 60)
+            return _status(fields, now, in_flight, recent)
+
+
+class RedisBackend:
+    """The limiter's state in Redis, shared by the fleet.
+
+    Args:
+        client: the Redis the queue uses.
+        tuning: how the learned rate moves.
+        clock: for tests only: a fake shared clock; default the Redis server's TIME.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        tuning: Tuning = _DEFAULT_TUNING,
+        clock: Callable[[], float] | None = None,
+    ):
+        self._client = client
+        self.tuning = tuning
+        self._clock = clock
+        self._acquire = client.register_script(ACQUIRE)
+        self._release = client.register_script(RELEASE)
+
+    def _now(self) -> str:
+        return "" if self._clock is None else repr(float(self._clock()))
+
+    def acquire(
+        self,
+        provider: str,
+        limits: Limits,
+        *,
+        token: str,
+        tokens: float,
+        lease: float,
+        max_wait: float,
+        ticket: int | None = None,
+    ) -> Decision:
+        t = self.tuning
+        state, slots, _ = keys_of(provider)
+        status, wait, held, at = self._acquire(
+            keys=[state, slots],
+            args=[
+                self._now(), limits.concurrency or 0, limits.rate or 0, limits.tpm or 0,
+                tokens, lease, token, max_wait, -1 if ticket is None else ticket,
+                t.window, t.token_burst, t.start, t.doubling, _TTL,
+            ],
+        )  # fmt: skip
+        held = int(held)
+        return Decision(_text(status), float(wait), None if held < 0 else held, float(at))
+
+    def release(
+        self,
+        provider: str,
+        limits: Limits,
+        *,
+        token: str,
+        outcome: str,
+        granted_at: float,
+        estimated: float = 0.0,
+        actual: float | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        t = self.tuning
+        self._release(
+            keys=list(keys_of(provider)),
+            args=[
+                self._now(), token, outcome, repr(float(granted_at)), estimated,
+                -1 if actual is None else actual, retry_after or 0,
+                limits.rate or 0, limits.tpm or 0, t.decrease, t.recover, t.probe,
+                t.floor, t.window, t.start, t.doubling, _KEEP_429S, _TTL,
+            ],
+        )  # fmt: skip
+
+    def state(self, provider: str) -> State:
+        """The provider's state as stored (leases included), for tests and reports."""
+        state_key, slots, _ = keys_of(provider)
+        raw = {_text(k): float(v) for k, v in self._client.hgetall(state_key).items()}
+        state = State(**{k: v for k, v in raw.items() if k in State.__dataclass_fields__})
+        state.next_ticket = int(state.next_ticket)
+        state.slots = {_text(m): s for m, s in self._client.zrange(slots, 0, -1, withscores=True)}
+        return state
+
+    def status(self, provider: str, *, minutes: float = 5.0) -> dict[str, Any]:
+        _, slots, log = keys_of(provider)
+        if self._clock is None:
+            sec, usec = self._client.time()
+            now = sec + usec / 1e6
+        else:
+            now = float(self._clock())
+        fields = {k: v for k, v in vars(self.state(provider)).items() if k != "slots"}
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zcount(slots, f"({now!r}", "+inf")
+        pipe.zcount(log, f"({now - minutes * 60!r}", "+inf")
+        in_flight, recent = pipe.execute()
+        return _status(fields, now, int(in_flight), int(recent))
+
+
+def _status(fields: dict[str, Any], now: float, in_flight: int, recent: int) -> dict[str, Any]:
+    """What `chatq limits` shows of one provider's state."""
+    rate = fields.get("rate") or 0.0
+    pause = max(0.0, (fields.get("pause_until") or 0.0) - now)
+    return {
+        "learned_rpm": round(rate * 60.0, 1) if rate else None,
+        "in_flight": in_flight,
+        "paused_for": round(pause, 2),
+        "recent_429s": recent,
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

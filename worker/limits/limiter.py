@@ -1,0 +1,193 @@
+"""A worker's side of the fleet-wide limits: wait for capacity, call, report the outcome.
+
+Waiting for capacity is not a failure and not an attempt: `Limiter.call` waits (in
+steps of at most `step` seconds, so a rate that rises is noticed at once) until the
+provider admits the call, then makes it exactly once. A job whose deadline comes
+before capacity does fails with DeadlineExceeded, saying so.
+
+The wait happens inside the task, bounded by the job's deadline, so it never holds a
+prefetched message past the broker's visibility timeout: that timeout is the deadline
+plus one call's read timeout plus a margin (`Settings.visibility_timeout`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+
+from config import ProviderLimits, Settings
+from worker.chat.errors import DeadlineExceeded, RateLimited
+from worker.chat.mock import estimate_tokens
+from worker.chat.types import ChatRequest
+from worker.limits import maths
+from worker.limits.backends import LimitBackend
+from worker.limits.maths import Limits
+
+__all__ = ["Limiter", "Permit", "estimate_request_tokens"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Providers that make no network call are not limited unless limits are configured.
+_OFFLINE = frozenset({"mock"})
+#: A call never outlasts its job's deadline (its read timeout is clipped to it), so its
+#: lease need not either: a slot held by a killed worker frees by then, plus this slack,
+#: well before the broker hands the job to another worker.
+_LEASE_SLACK = 2.0
+
+
+def estimate_request_tokens(request: ChatRequest) -> int:
+    """A request's size charged to a TPM budget before its answer's usage is known:
+    its messages (about four characters a token, plus a few per message) and the
+    answer it allows (`max_tokens`, when set). The answer's real usage corrects it."""
+    prompt = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+    return prompt + (request.max_tokens or 0)
+
+
+@dataclass(frozen=True)
+class Permit:
+    """One admitted call: the lease to give back and what was charged for it."""
+
+    provider: str
+    limits: Limits
+    token: str
+    tokens: float
+    granted_at: float
+
+
+class Limiter:
+    """Fleet-wide limits of each provider, as one worker process applies them.
+
+    Args:
+        backend: the shared state (RedisBackend for a fleet).
+        limits_for: a provider's configured limits; None: the provider is not limited.
+        lease: seconds a call's concurrency lease lives at most if its worker dies
+            holding it (a lease also ends by the job's deadline, plus two seconds).
+        step: the longest single sleep while waiting for a turn.
+        clock, sleep, rand: the worker's monotonic clock, sleep and randomness.
+    """
+
+    def __init__(
+        self,
+        backend: LimitBackend,
+        limits_for: Callable[[str], ProviderLimits | None],
+        *,
+        lease: float,
+        step: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ):
+        self.backend = backend
+        self._limits_for = limits_for
+        self.lease = lease
+        self.step = step
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+
+    @classmethod
+    def from_settings(cls, settings: Settings, backend: LimitBackend, **kw: object) -> Limiter:
+        """A limiter with `settings`' limits and lease (offline providers unlimited)."""
+
+        def limits_for(provider: str) -> ProviderLimits | None:
+            if provider in _OFFLINE:
+                return settings.limits.get(provider)
+            return settings.limits_for(provider)
+
+        return cls(backend, limits_for, lease=settings.lease_seconds, **kw)  # type: ignore[arg-type]
+
+    def guards(self, provider: str) -> bool:
+        """Whether calls to `provider` go through the limiter."""
+        return self._limits_for(provider) is not None
+
+    def call(self, provider: str, fn: Callable[[], T], *, tokens: float, deadline: float) -> T:
+        """Wait for a turn at `provider`, make the call `fn()` once, report how it went.
+
+        Args:
+            tokens: the request's estimated size (see `estimate_request_tokens`).
+            deadline: the monotonic instant the job gives up.
+
+        Raises:
+            DeadlineExceeded: no capacity before `deadline` (no call was made).
+            Whatever `fn` raises.
+        """
+        if not self.guards(provider):
+            return fn()
+        permit = self.acquire(provider, tokens=tokens, deadline=deadline)
+        try:
+            result = fn()
+        except RateLimited as exc:
+            self._release(permit, maths.LIMITED, retry_after=exc.retry_after)
+            raise
+        except BaseException:
+            self._release(permit, maths.FAILED)
+            raise
+        usage = _usage(result)
+        self._release(permit, maths.OK, actual=usage)
+        return result
+
+    def acquire(self, provider: str, *, tokens: float, deadline: float) -> Permit:
+        """Wait until `provider` admits one call; the permit to release after it.
+
+        Raises:
+            DeadlineExceeded: the turn would come after `deadline`.
+        """
+        limits = Limits.from_config(self._limits_for(provider))
+        token = uuid.uuid4().hex
+        ticket: int | None = None
+        poll = 0.01
+        began = self._clock()
+        while True:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise self._no_capacity(provider, began, "still waiting at the deadline")
+            decision = self.backend.acquire(
+                provider, limits, token=token, tokens=tokens,
+                lease=min(self.lease, left + _LEASE_SLACK), max_wait=left, ticket=ticket,
+            )  # fmt: skip
+            if decision.status == maths.GRANTED:
+                return Permit(provider, limits, token, tokens, decision.at)
+            if decision.status == maths.LATE:
+                raise self._no_capacity(
+                    provider, began, f"the next turn is {decision.wait:.1f}s away"
+                )
+            ticket = decision.ticket
+            if decision.status == maths.BUSY:  # a lease frees when its call ends: poll
+                wait = min(decision.wait, poll) * (0.5 + self._rand())
+                poll = min(poll * 2, self.step)
+            elif decision.status == maths.PAUSED:
+                wait = decision.wait
+            else:  # a turn is reserved: wake to re-check, the rate may rise meanwhile
+                wait = min(decision.wait, self.step)
+            self._sleep(max(0.0, min(wait, left)))
+
+    def _release(self, permit: Permit, outcome: str, **facts: float | None) -> None:
+        try:
+            self.backend.release(
+                permit.provider, permit.limits, token=permit.token, outcome=outcome,
+                granted_at=permit.granted_at, estimated=permit.tokens, **facts,
+            )  # fmt: skip
+        except redis.RedisError as exc:  # the lease expires on its own; the answer matters more
+            log.warning("could not release a %s lease: %s", permit.provider, exc)
+
+    def _no_capacity(self, provider: str, began: float, why: str) -> DeadlineExceeded:
+        waited = self._clock() - began
+        return DeadlineExceeded(
+            f"could not get capacity for {provider} before the job's deadline "
+            f"({why}; waited {waited:.1f}s); raise its limits or the deadline",
+            provider=provider,
+        )
+
+
+def _usage(result: object) -> float | None:
+    """The tokens an answer really used, when it says."""
+    used = (getattr(result, "input_tokens", 0) or 0) + (getattr(result, "output_tokens", 0) or 0)
+    return float(used) if used else None
