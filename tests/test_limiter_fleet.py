@@ -1,0 +1,105 @@
+"""Fleet-wide limits with real workers sharing one real Redis, against the fake upstream."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import chatq_env
+from tests.fake_upstream import Answer, FakeUpstream
+
+pytestmark = pytest.mark.integration
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_two_workers_sharing_a_concurrency_of_2_never_have_more_than_2_calls_in_flight(
+    redis_url, tmp_path, producer_for, start_worker
+):
+    with FakeUpstream(delay=0.2) as upstream:
+        env = chatq_env(upstream, redis_url, tmp_path, CHATQ_OPENROUTER_CONCURRENCY="2")
+        producer = producer_for(env)
+        start_worker(env, concurrency=4)
+        start_worker(env, concurrency=4)
+        results = [producer.enqueue("openrouter/a/b", HELLO) for _ in range(12)]
+        responses = [producer.wait(r, timeout=30) for r in results]
+        assert {r.content for r in responses} == {"echo: hello"}
+        assert upstream.calls == 12
+        assert upstream.peak_in_flight == 2
+
+
+def test_a_slot_held_by_a_killed_worker_frees_within_its_lease(
+    env, upstream, producer_for, start_worker
+):
+    env.update(CHATQ_OPENROUTER_CONCURRENCY="1", CHATQ_LIMIT_LEASE="2")
+    producer = producer_for(env)
+    doomed = start_worker(env, concurrency=1)
+    upstream.push(Answer.slow(8.0))
+    producer.enqueue("openrouter/a/b", HELLO)
+    _wait_for(lambda: upstream.in_flight == 1)
+    doomed.procs[0].send_signal(signal.SIGKILL)
+    doomed.procs[0].wait()
+    start_worker(env, concurrency=1)
+    started = time.monotonic()
+    response = producer.wait(producer.enqueue("openrouter/a/b", HELLO), timeout=30)
+    assert response.attempts == 1
+    assert time.monotonic() - started < 2.0 + 2.0
+
+
+def test_a_429_seen_by_one_worker_pauses_the_other_workers_calls(
+    env, upstream, producer_for, start_worker
+):
+    producer = producer_for(env)
+    start_worker(env, concurrency=1)
+    start_worker(env, concurrency=1)
+    upstream.push(Answer.rate_limited(2))
+    first = producer.enqueue("openrouter/a/b", HELLO)
+    _wait_for(lambda: upstream.calls == 1)
+    # The first worker is busy with its job, so this one goes to the other worker.
+    second = producer.enqueue("openrouter/a/b", HELLO)
+    assert producer.wait(second, timeout=30).attempts == 1
+    assert producer.wait(first, timeout=30).attempts == 2
+    limited, *later = [r.at for r in upstream.received]
+    assert len(later) == 2
+    assert min(later) >= limited + 2.0 - 0.05
+
+
+def test_waiting_for_a_slot_consumes_no_attempt(env, upstream, producer_for, start_worker):
+    env.update(CHATQ_OPENROUTER_CONCURRENCY="1")
+    producer = producer_for(env)
+    start_worker(env, concurrency=4)
+    upstream.push(Answer.slow(1.5))
+    first = producer.enqueue("openrouter/a/b", HELLO)
+    _wait_for(lambda: upstream.in_flight == 1)
+    started = time.monotonic()
+    waited = producer.wait(producer.enqueue("openrouter/a/b", HELLO), timeout=30)
+    assert time.monotonic() - started >= 1.0  # it waited for the slow call's slot
+    assert (waited.attempts, producer.wait(first, timeout=30).attempts) == (1, 1)
+    assert upstream.calls == 2 and upstream.peak_in_flight == 1
+
+
+def test_a_job_that_cannot_get_capacity_before_its_deadline_fails_saying_so(
+    env, upstream, producer_for, start_worker
+):
+    from worker.chat.errors import DeadlineExceeded
+
+    env.update(CHATQ_OPENROUTER_CONCURRENCY="1", CHATQ_JOB_DEADLINE="1.5")
+    producer = producer_for(env)
+    start_worker(env, concurrency=4)
+    upstream.push(Answer.slow(4.0))
+    producer.enqueue("openrouter/a/b", HELLO)
+    _wait_for(lambda: upstream.in_flight == 1)
+    with pytest.raises(DeadlineExceeded, match="could not get capacity for openrouter"):
+        producer.wait(producer.enqueue("openrouter/a/b", HELLO), timeout=30)
+    assert upstream.calls == 1
