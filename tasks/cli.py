@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch_cli.add_parser(sub)
     judge_cli.add_parser(sub)
+    limits = sub.add_parser("limits", help="show each provider's fleet-wide limits and state")
+    limits.add_argument("--minutes", type=float, default=5.0, help="window of the 429 count")
+    limits.add_argument("--json", action="store_true", help="print JSON")
+
     return parser
 
 
@@ -154,6 +158,26 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
         print(response.model_dump_json())
     else:
         print(response.content)
+    return EXIT_OK
+
+
+@command("limits")
+def _limits(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from worker.embedded_redis import running_url
+    from worker.limits import MemoryBackend, RedisBackend
+    from worker.limits.report import format_report, limits_report
+
+    url = settings.redis_url or running_url(settings.home)
+    client = redis.Redis.from_url(url, socket_connect_timeout=5) if url else None
+    try:  # with no Redis running there is no learned state: the configuration alone
+        backend = RedisBackend(client) if client is not None else MemoryBackend()
+        rows = limits_report(settings, backend, minutes=args.minutes)
+    finally:
+        if client is not None:
+            client.close()
+    print(json.dumps(rows) if args.json else format_report(rows, minutes=args.minutes))
     return EXIT_OK
 
 

@@ -103,3 +103,40 @@ def test_a_job_that_cannot_get_capacity_before_its_deadline_fails_saying_so(
     with pytest.raises(DeadlineExceeded, match="could not get capacity for openrouter"):
         producer.wait(producer.enqueue("openrouter/a/b", HELLO), timeout=30)
     assert upstream.calls == 1
+
+
+def test_chatq_limits_shows_the_configured_and_the_learned_state(
+    redis_url, monkeypatch, capsys, tmp_path
+):
+    import json
+
+    import redis
+
+    from tasks.cli import main
+    from worker.limits import Limits, RedisBackend
+
+    client = redis.Redis.from_url(redis_url)
+    backend, limits = RedisBackend(client), Limits(rate=50.0)
+    grant = backend.acquire("openrouter", limits, token="x", tokens=1, lease=30, max_wait=9)
+    backend.release(
+        "openrouter", limits, token="x", outcome="limited", granted_at=grant.at, retry_after=30
+    )
+    client.close()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("CHATQ_OPENROUTER_RPM", "3000")
+    assert main(["limits", "--json"]) == 0
+    rows = {row.pop("provider"): row for row in json.loads(capsys.readouterr().out)}
+    paused = rows["openrouter"].pop("paused_for")
+    assert rows["openrouter"] == {
+        "concurrency": None,
+        "rpm": 3000.0,
+        "tpm": None,
+        "learned_rpm": 2700.0,
+        "in_flight": 0,
+        "recent_429s": 1,
+    }
+    assert 29 < paused <= 30
+    assert (rows["ollama"]["concurrency"], rows["ollama"]["learned_rpm"]) == (1, None)
+    assert main(["limits"]) == 0
+    assert "LEARNED RPM" in capsys.readouterr().out
