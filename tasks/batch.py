@@ -229,7 +229,8 @@ class Batches:
                        for e in epochs]  # fmt: skip
             done = next((o for o in options if o[1].state == SUCCEEDED), None)
             chosen[i] = done or options[0]
-        forget = []
+        forget: list[str] = []
+        retry: set[int] = set()
         for i, line in enumerate(lines):
             entry: dict[str, Any] = {"c": line.custom_id, "n": line.number}
             entries.append(entry)
@@ -249,12 +250,14 @@ class Batches:
                 continue
             if outcome.state in (FAILED, CANCELLED):
                 forget.append(tid)
+                retry.add(position + i)  # its earlier message is spent: queue it anew
             todo.append((position + i, line, tid, key))
         self.store.forget_results(forget)
         if use_cache and todo:
             todo = self._answer_from_cache(todo, report)
         if todo and not requeue:
             queued = self.store.queued(batch_id, [t[0] for t in todo])
+            queued = [q and t[0] not in retry for t, q in zip(todo, queued, strict=True)]
             report.already_queued += sum(queued)
             todo = [t for t, q in zip(todo, queued, strict=True) if not q]
         if todo:

@@ -1,0 +1,98 @@
+"""Reading batch files: both forms, mixed, and every kind of bad line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.batch_input import read_lines
+from worker.chat.errors import ProviderNotFound
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def write(tmp_path: Path, *rows) -> Path:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def openai_line(custom_id, **body):
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "mock/echo", "messages": HELLO, **body}}  # fmt: skip
+
+
+def test_an_openai_batch_api_line_becomes_the_same_chat_request(tmp_path):
+    path = write(tmp_path, openai_line("q1", max_tokens=50, temperature=0,
+                                       response_format={"type": "json_object"}, top_p=1))  # fmt: skip
+    [line] = read_lines(path)
+    assert line.error is None and line.custom_id == "q1"
+    r = line.request
+    assert (r.model, r.max_tokens, r.temperature, r.format) == ("mock/echo", 50, 0, "json")
+    assert r.messages[0].content == "hello"
+
+
+def test_plain_and_openai_lines_mix_freely_in_one_file(tmp_path):
+    path = write(tmp_path, openai_line("a"), {"custom_id": "b", "model": "mock/json",
+                 "messages": HELLO, "think": False}, openai_line("c"))  # fmt: skip
+    lines = list(read_lines(path))
+    assert [(x.custom_id, x.request.model) for x in lines] == [
+        ("a", "mock/echo"), ("b", "mock/json"), ("c", "mock/echo")]  # fmt: skip
+
+
+def test_model_fills_lines_that_name_none_and_custom_id_defaults_to_the_line_number(tmp_path):
+    path = write(tmp_path, {"messages": HELLO}, "", {"messages": HELLO, "model": "mock/json"})
+    lines = list(read_lines(path, model="mock/score"))
+    assert [(x.custom_id, x.request.model) for x in lines] == [
+        ("1", "mock/score"), ("3", "mock/json")]  # fmt: skip
+
+
+def test_openai_text_parts_are_joined_and_developer_is_a_system_message(tmp_path):
+    messages = [{"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hel"},
+                                             {"type": "text", "text": "lo"}]}]  # fmt: skip
+    [line] = read_lines(write(tmp_path, openai_line("x", messages=messages)))
+    assert [(m.role, m.content) for m in line.request.messages] == [
+        ("system", "be brief"), ("user", "hello")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "kind", "words"),
+    [
+        ("{not json", "InvalidRequest", "not valid JSON"),
+        ('["a list"]', "InvalidRequest", "JSON object"),
+        ({"custom_id": "x", "model": "mock/echo"}, "InvalidRequest", "no messages"),
+        ({"custom_id": "x", "messages": HELLO}, "InvalidRequest", "no model"),
+        ({"model": "mock/echo", "messages": [{"role": "robot", "content": "x"}]},
+         "InvalidRequest", "messages.0.role"),
+        (openai_line("x", n=3), "InvalidRequest", "n must be 1"),
+        ({**openai_line("x"), "url": "/v1/embeddings"}, "InvalidRequest", "not supported"),
+        ({"model": "mock/echo", "messages": HELLO, "colour": 1}, "InvalidRequest", "colour"),
+    ],
+)  # fmt: skip
+def test_a_bad_line_becomes_its_own_error_with_its_line_number(tmp_path, row, kind, words):
+    path = write(tmp_path, openai_line("ok"), row)
+    good, bad = read_lines(path)
+    assert good.error is None
+    assert bad.request is None
+    assert bad.error["type"] == kind and bad.error["line"] == 2
+    assert words in bad.error["message"] and bad.error["message"].startswith("line 2:")
+
+
+def test_an_unknown_provider_is_that_lines_error(tmp_path):
+    def prepare(request):
+        if request.model.startswith("openrouter/"):
+            raise ProviderNotFound("provider 'openrouter' is not registered")
+        return request
+
+    path = write(tmp_path, {"model": "openrouter/a/b", "messages": HELLO}, openai_line("ok"))
+    bad, good = read_lines(path, prepare=prepare)
+    assert bad.error["type"] == "ProviderNotFound" and good.error is None
+
+
+def test_a_duplicate_line_is_refused_naming_the_custom_id(tmp_path):
+    [line] = read_lines(write(tmp_path, openai_line("q7")))
+    dup = line.duplicate()
+    assert dup.error["type"] == "InvalidRequest" and "'q7'" in dup.error["message"]
