@@ -27,7 +27,7 @@ from bench import measurements
 from bench.harness import Harness
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("overhead", "io_concurrency", "rate_limit", "enqueue", "batch")
+ORDER = ("overhead", "io_concurrency", "rate_limit", "enqueue", "memory", "batch")
 
 
 def _batch(harness: Harness, workdir: Path) -> dict:
@@ -110,6 +110,11 @@ def _row(name: str, m: dict) -> list[str]:
         return [name, f"{m['chatq']['jobs_per_s']:,} jobs/s",
                 f"raw LPUSH {m['baseline']['jobs_per_s']:,} jobs/s", str(m["ratio"]),
                 m["target"], met]  # fmt: skip
+    if name == "memory":
+        c = m["chatq"]
+        return [name, f"peak worker RSS {c['peak_rss_mb']} MB at concurrency {m['concurrency']}"
+                f" x chunk {m['chunk_size']} ({c['jobs_per_s']} jobs/s)", "none", "", "stated",
+                "yes" if m.get("met") else "**no**"]  # fmt: skip
     return [name, json.dumps({k: v for k, v in m.items() if k != "met"})[:200], "", "", "", met]
 
 

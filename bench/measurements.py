@@ -234,3 +234,23 @@ def enqueue(harness: Harness, workdir: Path, *, jobs: int = 100_000) -> dict[str
         "baseline": {"jobs": jobs, "jobs_per_s": round(raw)},
         "ratio": round(chatq / raw, 2), "target": ">= 5,000 jobs/s", "met": chatq >= 5000,
     }  # fmt: skip
+
+
+def memory(harness: Harness, workdir: Path, *, jobs: int = 3000) -> dict[str, Any]:
+    """Worker RSS at the default settings (concurrency and chunk size) under I/O load."""
+    defaults = load_settings({}, directory=workdir)
+    with harness.upstream(delay=0.2) as upstream:
+        url = harness.fresh_db()
+        env = _chatq_env(url, workdir, upstream)
+        producer = _producer(env, workdir)
+        request = {"model": "openrouter/bench/m", "messages": [{"role": "user", "content": "hi"}]}
+        ids = [r.id for r in producer.publish([producer.prepare(request)] * jobs, [None] * jobs)]
+        fleet = harness.workers("worker", url, concurrency=defaults.concurrency, env=env)
+        figures = _timed(harness, fleet, url, ids)
+    return {
+        "chatq": figures,
+        "concurrency": defaults.concurrency,
+        "chunk_size": defaults.chunk_size,
+        "target": "stated",
+        "met": figures["states"].get("SUCCESS") == jobs,
+    }
