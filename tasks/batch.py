@@ -19,7 +19,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,8 +122,16 @@ class Batches:
         store: default a BatchStore on the runtime's Redis, TTL = CHATQ_RESULT_TTL.
     """
 
-    def __init__(self, producer: Producer, *, store: BatchStore | None = None):
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        store: BatchStore | None = None,
+        is_stale: Callable[[bytes], bool] = stale,
+    ):
         self.producer = producer
+        #: Whether a claim's holder can no longer finish its job (see claims_view).
+        self.is_stale = is_stale
         runtime = producer.runtime
         ttl = runtime.settings.result_ttl
         self.store = store or BatchStore(runtime.redis(), ttl=ttl)
@@ -279,7 +287,7 @@ class Batches:
         """Drop claims held by dead processes of this host, so the jobs can run again."""
         dropped = 0
         for tid, token in zip(task_ids, self.store.claims(task_ids), strict=True):
-            if token is not None and stale(token) and self.store.drop_claim(tid, token):
+            if token is not None and self.is_stale(token) and self.store.drop_claim(tid, token):
                 dropped += 1
         if dropped:
             log.info("dropped %d claim(s) left by dead workers", dropped)

@@ -26,6 +26,7 @@ from tasks.batch_cancel import cancel_batch
 from tasks.batch_follow import Follower
 from tasks.batch_output import FORMATS, write_results
 from tasks.batch_store import BatchRecord
+from tasks.claims_view import only_holders, stale
 from tasks.cli import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
 from tasks.progress import Progress, Snapshot, format_duration
 
@@ -90,7 +91,19 @@ def runtime_batches(settings: Settings, *, workers: bool) -> Iterator[Batches]:
     from tasks.runtime import open_runtime
 
     with open_runtime(settings, start_workers=workers) as runtime:
-        yield Batches(Producer(runtime))
+        yield Batches(Producer(runtime), is_stale=_staleness(runtime))
+
+
+def _staleness(runtime: Any):
+    """On a private Redis this process just started, only its own workers' claims are
+    live: a killed run's workers may linger, but can never store a result here. (With
+    a prefork pool claims are held by child processes: fall back to the default.)"""
+    embedded, workers = runtime.embedded, runtime.workers
+    if embedded is None or not embedded.owned or workers is None:
+        return stale
+    if runtime.settings.pool not in ("threads", "gevent", "solo"):
+        return stale
+    return only_holders({proc.pid for proc in workers.procs})
 
 
 def owns_fresh_redis(batches: Batches) -> bool:
@@ -135,7 +148,8 @@ def follow(batches: Batches, batch_id: str, source: FileSource | None) -> Snapsh
     republish = None
     if source is not None:
         republish = lambda positions: batches.republish(batch_id, source, positions)  # noqa: E731
-    follower = Follower(batches.store, batches.cache, batch_id, republish=republish)
+    follower = Follower(batches.store, batches.cache, batch_id, republish=republish,
+                        is_stale=batches.is_stale)  # fmt: skip
     return follower.run(progress=Progress(batch_id))
 
 

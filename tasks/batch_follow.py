@@ -62,6 +62,7 @@ class Follower:
         *,
         republish: Callable[[list[int]], int] | None = None,
         stall: float = 20.0,
+        is_stale: Callable[[bytes], bool] = stale,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -70,6 +71,7 @@ class Follower:
         self.batch_id = batch_id
         self.republish = republish
         self.stall = stall
+        self.is_stale = is_stale
         self.clock = clock
         self.sleep = sleep
         record = store.record(batch_id)
@@ -122,7 +124,7 @@ class Follower:
                         if cancelled:
                             self._finish(pos, CANCELLED, error=CANCELLED_ERROR)
                             finished += 1
-                    elif stale(token):
+                    elif self.is_stale(token):
                         stale_lines.append(pos)
                     else:
                         running.append(pos)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["holder", "stale"]
+__all__ = ["holder", "only_holders", "stale"]
 
 
 def holder(token: bytes | str) -> tuple[str, int] | None:
@@ -45,3 +45,16 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return True
+
+
+def only_holders(pids: set[int], *, host: str | None = None):
+    """A staleness test for a Redis only these processes of this host can reach (a
+    private Redis just started, with its own workers): every other holder is stale,
+    alive or not, since it can never store a result there."""
+    here = host or socket.gethostname()
+
+    def is_stale(token: bytes | str) -> bool:
+        found = holder(token)
+        return found is not None and not (found[0] == here and found[1] in pids)
+
+    return is_stale

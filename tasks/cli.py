@@ -182,4 +182,6 @@ def _limits(args: argparse.Namespace, settings: Settings) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tasks import cli  # the module subcommands register with (this one is __main__)
+
+    sys.exit(cli.main())

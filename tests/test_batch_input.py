@@ -25,8 +25,9 @@ def openai_line(custom_id, **body):
 
 
 def test_an_openai_batch_api_line_becomes_the_same_chat_request(tmp_path):
-    path = write(tmp_path, openai_line("q1", max_tokens=50, temperature=0,
-                                       response_format={"type": "json_object"}, top_p=1))  # fmt: skip
+    fmt = {"type": "json_object"}
+    path = write(tmp_path, openai_line("q1", max_tokens=50, temperature=0, response_format=fmt,
+                                       top_p=1))  # fmt: skip
     [line] = read_lines(path)
     assert line.error is None and line.custom_id == "q1"
     r = line.request

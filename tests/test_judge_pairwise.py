@@ -46,8 +46,12 @@ def test_rows_and_summary_count_wins_ties_and_consistency():
         return [Result(f"{cid}#ab", 1, "t", {"content": v1}, None),
                 Result(f"{cid}#ba", 1, "t", {"content": v2}, None)]  # fmt: skip
 
-    results = pair("a", "[[A]]", "[[B]]") + pair("b", "[[A]]", "[[A]]") + pair("c", "B", "A") \
+    results = (
+        pair("a", "[[A]]", "[[B]]")
+        + pair("b", "[[A]]", "[[A]]")
+        + pair("c", "B", "A")
         + pair("d", "hmm", "A")
+    )
     options = JudgeOptions(model="m", template=Template.parse("{answer_a}{answer_b}"),
                            mode="pairwise")  # fmt: skip
     tally = Tally(options)

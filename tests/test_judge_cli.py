@@ -1,0 +1,109 @@
+"""`chatq judge` and `chatq batch run` as a person runs them, killed halfway and run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chatq_env
+from tests.fake_upstream import FakeUpstream
+
+pytestmark = pytest.mark.integration
+
+N = 300
+
+
+def start(args, env, cwd):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CHATQ_", "REDIS_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tasks.cli", *args],
+        env={**base, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def judge_input(tmp_path: Path) -> tuple[Path, Path]:
+    data, template = tmp_path / "items.jsonl", tmp_path / "t.txt"
+    with open(data, "w") as f:
+        for i in range(N):
+            f.write(json.dumps({"id": f"item{i}", "answer": f"Score: {i % 10 + 1}"}) + "\n")
+    template.write_text("Rate this answer from 1 to 10.\n{answer}")
+    return data, template
+
+
+def kill_halfway(proc, upstream: FakeUpstream) -> None:
+    end = time.monotonic() + 60
+    while upstream.calls < N // 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "no progress"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_judge_run_killed_halfway_and_run_again_scores_every_item_exactly_once(
+    upstream, redis_url, tmp_path, start_worker
+):
+    upstream.delay = 0.01
+    env = chatq_env(upstream, redis_url, tmp_path / "home", CHATQ_OLLAMA_CONCURRENCY="4")
+    start_worker(env)
+    data, template = judge_input(tmp_path)
+    args = ["judge", str(data), "--model", "ollama/judge", "--template", str(template),
+            "-o", str(tmp_path / "scores.jsonl")]  # fmt: skip
+    kill_halfway(start(args, env, tmp_path), upstream)
+    assert upstream.calls < N
+    again = start(args, env, tmp_path)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    rows = [json.loads(x) for x in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert [r["custom_id"] for r in rows] == [f"item{i}" for i in range(N)]
+    assert [r["score"] for r in rows] == [i % 10 + 1 for i in range(N)]
+    assert upstream.calls == N  # nothing paid twice
+    summary = json.loads((tmp_path / "scores.summary.json").read_text())
+    assert (summary["items"], summary["scored"], summary["mean"]) == (N, N, 5.5)
+    assert "mean" in out
+
+
+def test_batch_run_on_a_fresh_machine_resumes_after_a_kill_with_each_line_once(upstream, tmp_path):
+    upstream.delay = 0.01
+    env = {"CHATQ_HOME": str(tmp_path / "home"), "OLLAMA_URL": upstream.url,
+           "CHATQ_OLLAMA_CONCURRENCY": "4", "CHATQ_CONCURRENCY": "8"}  # fmt: skip
+    path = tmp_path / "in.jsonl"
+    with open(path, "w") as f:
+        for i in range(N):
+            f.write(
+                json.dumps(
+                    {
+                        "custom_id": f"q{i}",
+                        "model": "ollama/x",
+                        "messages": [{"role": "user", "content": f"n{i}"}],
+                    }
+                )
+                + "\n"
+            )
+    args = ["batch", "run", str(path), "-o", str(tmp_path / "out.jsonl")]
+    kill_halfway(start(args, env, tmp_path), upstream)
+    time.sleep(1)  # the dead run's workers and Redis go down
+    began = time.monotonic()
+    again = start(args, env, tmp_path)
+    _, err = again.communicate(timeout=120)
+    resumed_in = time.monotonic() - began
+    assert again.returncode == 0, err
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["custom_id"] for r in rows] == [f"q{i}" for i in range(N)]
+    assert all(r["response"]["content"] == f"echo: n{i}" for i, r in enumerate(rows))
+    # calls in flight when the embedded Redis went down with the run are the only ones
+    # that can be paid twice (their answers died with it): a handful at most.
+    assert N <= upstream.calls <= N + 8, upstream.calls
+    assert resumed_in < 60
+    print(f"resume took {resumed_in:.1f}s, upstream calls {upstream.calls} for {N} lines")
