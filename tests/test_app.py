@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery, signals
 from celery.app.utils import find_app
+from celery.backends.redis import RedisBackend
 
 import worker
 from config import PROVIDERS, Settings, load_settings
@@ -20,6 +22,7 @@ from worker.app import (
     celery_config,
     request_summary,
     route_chat,
+    tls_url,
 )
 
 URL = "redis://127.0.0.1:6379/0"
@@ -306,3 +309,44 @@ def test_the_worker_package_exposes_the_app_as_celery():
 
 def test_celery_finds_the_app_in_the_worker_package():
     assert find_app("worker") is app
+
+
+# TLS Redis URLs
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "rediss://:pw@redis.example:6380/0",
+            "rediss://:pw@redis.example:6380/0?ssl_cert_reqs=required",
+        ),
+        (
+            "rediss://redis.example/2?ssl_cert_reqs=none",
+            "rediss://redis.example/2?ssl_cert_reqs=none",
+        ),
+        ("rediss://h/0?socket_timeout=5", "rediss://h/0?socket_timeout=5&ssl_cert_reqs=required"),
+        ("redis://h:6379/0", "redis://h:6379/0"),
+    ],
+)
+def test_a_tls_redis_url_verifies_the_server_unless_it_says_otherwise(given, expected):
+    assert tls_url(given) == expected
+
+
+def test_a_plain_rediss_url_configures_a_tls_broker_and_result_backend(read_settings):
+    """Celery's Redis backend refuses `rediss://` without `ssl_cert_reqs`; chatq adds it.
+    Nothing connects here: building the backend and the broker's parameters is enough."""
+    import ssl
+
+    url = "rediss://:s3cret@redis.example:6380/0"
+    tls = Celery("tls-check", set_as_current=False)
+    tls.conf.update(celery_config(read_settings(REDIS_URL=url), url))
+    backend = RedisBackend(app=tls, url=tls.conf.result_backend)
+    assert backend.connparams["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    assert backend.connparams["connection_class"].__name__ == "SSLConnection"
+    with tls.connection_for_write() as conn:
+        assert conn.transport_cls == "rediss"
+        assert conn.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    pool = redis.BlockingConnectionPool.from_url(tls.conf.broker_url)  # claims and limits
+    assert pool.connection_class.__name__ == "SSLConnection"
+    assert pool.connection_kwargs["ssl_cert_reqs"] == "required"

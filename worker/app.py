@@ -21,6 +21,7 @@ import functools
 import logging
 import threading
 from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 from celery import Celery, signals
@@ -44,6 +45,7 @@ __all__ = [
     "queue_for",
     "request_summary",
     "route_chat",
+    "tls_url",
     "worker_redis",
 ]
 
@@ -116,8 +118,22 @@ def route_chat(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
         return None
 
 
+def tls_url(url: str) -> str:
+    """`url`, with `ssl_cert_reqs=required` added to a `rediss://` URL that names none.
+
+    Celery's result backend refuses a TLS URL without that parameter, and the broker
+    would otherwise connect without checking the server's certificate.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
+        return url
+    query = "&".join(q for q in (parts.query, "ssl_cert_reqs=required") if q)
+    return urlunsplit(parts._replace(query=query))
+
+
 def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     """Celery's settings for chatq, from chatq's."""
+    redis_url = tls_url(redis_url)
     pool_limit = settings.concurrency + 8
     # Chunked jobs run up to concurrency x chunk size threads, each storing its own
     # result and claim: they share this many Redis connections (blocking when all busy).
