@@ -6,11 +6,13 @@ and its single JSON-dict argument are a stable contract.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from typing import Any
 
+import redis
 from celery.exceptions import Ignore
 from celery.worker.request import Request
 
@@ -21,6 +23,7 @@ from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest, ChatResponse
 from worker.claims import Claims
 from worker.limits import Limiter, RedisBackend, estimate_request_tokens
+from worker.redis_guard import translated
 from worker.retry import RetryPolicy, run_with_retries
 
 __all__ = ["chat", "run_job", "worker_claims", "worker_limiter", "worker_registry"]
@@ -107,18 +110,20 @@ def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> 
     be run again at once) and kept until it expires when it succeeds (so a late
     duplicate delivery finds it, and after that finds the stored success).
     """
-    claim = worker_claims().claim(job, result_key=backend.get_key_for_task(job).decode())
-    if claim.state == "done":
-        log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
-        return claim.stored["result"]
-    if claim.state == "busy":
-        log.warning("job %s model=%s is running elsewhere: no upstream call", job, request.model)
-        return None
-    try:
-        return _answer(job, request, worker_registry(), started)
-    except BaseException:
-        worker_claims().release(job, claim.token)
-        raise
+    with translated(app.conf.broker_url):  # Redis gone past reconnecting: a chatq error
+        claim = worker_claims().claim(job, result_key=backend.get_key_for_task(job).decode())
+        if claim.state == "done":
+            log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
+            return claim.stored["result"]
+        if claim.state == "busy":
+            log.warning("job %s model=%s is running elsewhere: no call", job, request.model)
+            return None
+        try:
+            return _answer(job, request, worker_registry(), started)
+        except BaseException:
+            with contextlib.suppress(redis.RedisError):  # else the claim expires on its own
+                worker_claims().release(job, claim.token)
+            raise
 
 
 def _answer(job: str, request: ChatRequest, registry: Registry, started: float) -> dict:

@@ -32,6 +32,7 @@ from config import PROVIDERS, Settings, load_settings
 from worker.chat.errors import InvalidRequest
 from worker.chat.registry import route
 from worker.embedded_redis import running_url
+from worker.redis_guard import RECONNECT_WINDOW, reconnecting
 
 __all__ = [
     "CHAT_MANY_TASK",
@@ -167,7 +168,9 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "result_expires": settings.result_ttl,
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
+        # Storing a result keeps trying through a Redis restart: a job paid for must not
+        # lose its answer to a dropped connection.
+        "result_backend_transport_options": {"retry_policy": {"timeout": RECONNECT_WINDOW}},
         "redis_max_connections": redis_connections,
         "redis_socket_connect_timeout": 5,
         "redis_socket_timeout": 30,
@@ -229,7 +232,9 @@ def worker_redis() -> redis.Redis:
                 socket_connect_timeout=5,
                 socket_timeout=30,
                 health_check_interval=25,
-                retry_on_timeout=True,
+                # A Redis restart must cost a claim or a limit a pause, not the job.
+                retry=reconnecting(),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                 max_connections=app.conf.redis_max_connections,
                 timeout=60,
             )

@@ -32,7 +32,12 @@ class Claim:
 
 
 # One round trip: a job whose stored result is a success needs no claim (and no call).
+# A claim already holding this very token is ours: the client repeated the command
+# after a dropped connection, and the first attempt took it.
 _CLAIM = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return {'claimed', ARGV[1]}
+end
 local meta = redis.call('get', KEYS[2])
 if meta then
   local ok, doc = pcall(cjson.decode, meta)

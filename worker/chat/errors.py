@@ -4,6 +4,7 @@
     ├── InvalidRequest          the request itself is wrong            never retried
     ├── ProviderNotFound        no registered provider for the model   never retried
     ├── WaitTimedOut            a producer stopped waiting for a result
+    ├── RedisUnavailable        the queue's Redis cannot be reached     never retried here
     ├── JobFailed               the queue gave up on a job             never retried
     │   ├── DeadlineExceeded    CHATQ_JOB_DEADLINE passed
     │   └── RetryAfterTooLong   the provider asked for a longer pause than we accept
@@ -35,6 +36,7 @@ __all__ = [
     "MalformedResponse",
     "ProviderNotFound",
     "RateLimited",
+    "RedisUnavailable",
     "RetryAfterTooLong",
     "UpstreamError",
     "UpstreamTimeout",
@@ -106,6 +108,12 @@ class ProviderNotFound(ChatqError):
 
 class WaitTimedOut(ChatqError):
     """The result did not arrive in time; the job itself may still finish."""
+
+
+class RedisUnavailable(ChatqError):
+    """The queue's Redis did not answer after bounded reconnect attempts; the message
+    names its URL, password redacted. A job that meets it ends with this error if that
+    can be stored; if not, its unacknowledged message is delivered again later."""
 
 
 class JobFailed(ChatqError):
@@ -192,5 +200,6 @@ _BY_NAME = {
         UpstreamUnavailable,
         MalformedResponse,
         WaitTimedOut,
+        RedisUnavailable,
     )
 }

@@ -1,0 +1,62 @@
+"""Where Redis failures become chatq's: bounded reconnects, then `RedisUnavailable`.
+
+A Redis restart (or a failover) drops every connection for a second or two. The
+worker's client for claims and limits reconnects and repeats the command for up to
+`RECONNECT_WINDOW` seconds, and results are stored with retries as long, so such a
+blip costs a pause, not a job. Past that, the error (from redis-py, kombu or Celery's
+result backend) is translated here into `RedisUnavailable`, naming the server with
+its password redacted, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import redis
+from celery.exceptions import BackendError
+from kombu.exceptions import OperationalError
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from worker.chat.errors import RedisUnavailable
+from worker.chat.redaction import redact
+
+__all__ = ["RECONNECT_WINDOW", "reconnecting", "translated", "unavailable"]
+
+#: About how long (seconds) a client keeps reconnecting before it gives up.
+RECONNECT_WINDOW = 20.0
+_BACKOFF_CAP = 2.0
+
+
+def reconnecting(window: float = RECONNECT_WINDOW) -> Retry:
+    """A redis-py retry policy that reconnects for about `window` seconds: waits of
+    0.1, 0.2, ... doubling up to 2 s, as many as it takes to cover the window."""
+    backoff = ExponentialBackoff(cap=_BACKOFF_CAP, base=0.05)
+    waits, total = 0, 0.0
+    while total < window:
+        waits += 1
+        total += backoff.compute(waits)
+    return Retry(backoff, waits)
+
+
+def unavailable(url: str, error: BaseException) -> RedisUnavailable:
+    """The chatq error for a Redis at `url` that could not be reached."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return RedisUnavailable(f"Redis at {redact(url)} is unreachable ({reason})")
+
+
+#: How a Redis that cannot be reached shows itself: through redis-py, through kombu
+#: (publishing) and through Celery's result backend (after its own retries).
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError, BackendError)
+
+
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Turn a Redis connection failure inside the block into `RedisUnavailable`."""
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        # Celery's backend errors say only "failed to get meta": the cause says why.
+        cause = exc.__cause__ or exc.__context__ if isinstance(exc, BackendError) else None
+        raise unavailable(url, cause or exc) from None
