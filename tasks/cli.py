@@ -18,6 +18,7 @@ from worker.chat.errors import (
     ChatqError,
     InvalidRequest,
     ProviderNotFound,
+    RedisUnavailable,
     WaitTimedOut,
 )
 from worker.chat.redaction import redact
@@ -29,6 +30,7 @@ EXIT_CODES = {
     InvalidRequest: EXIT_INVALID,
     ProviderNotFound: EXIT_NOT_FOUND,
     WaitTimedOut: EXIT_TIMEOUT,
+    RedisUnavailable: EXIT_OTHER,
 }
 
 Command = Callable[[argparse.Namespace, Settings], int]

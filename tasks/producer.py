@@ -25,6 +25,7 @@ from tasks.runtime import Runtime, open_runtime
 from worker.app import CHAT_MANY_TASK, CHAT_TASK, chunk_summary, queue_for, request_summary
 from worker.chat.errors import ChatqError, InvalidRequest, JobFailed, WaitTimedOut
 from worker.chat.types import ChatRequest, ChatResponse, Message
+from worker.redis_guard import translated
 
 __all__ = ["Producer", "default_producer", "enqueue", "enqueue_many", "wait"]
 
@@ -75,7 +76,8 @@ class Producer:
         request = self.prepare(
             _build(model, messages, temperature, max_tokens, format, think, timeout)
         )
-        return self._send(request, task_id=task_id)
+        with translated(self.runtime.redis_url):
+            return self._send(request, task_id=task_id)
 
     def enqueue_many(
         self,
@@ -118,7 +120,7 @@ class Producer:
         """
         size = self.runtime.settings.chunk_size if chunk_size is None else chunk_size
         ids = [i or str(uuid.uuid4()) for i in ids]
-        with self.app.producer_or_acquire() as producer:
+        with translated(self.runtime.redis_url), self.app.producer_or_acquire() as producer:
             if size <= 1:
                 for start in range(0, len(requests), BATCH_SIZE):
                     end = start + BATCH_SIZE
@@ -171,13 +173,15 @@ class Producer:
             WaitTimedOut: no result within `timeout` seconds (the job may still finish).
             ChatqError: (its own subclass) the job failed; a failure of another kind
                 arrives as JobFailed naming it.
+            RedisUnavailable: Redis could not be read, after bounded retries.
         """
         job = result if isinstance(result, str) else result.id
         backend = self.app.backend
         end = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
-            meta = backend.get_task_meta(job)
+            with translated(self.runtime.redis_url):  # after Celery's bounded retries
+                meta = backend.get_task_meta(job)
             if meta["status"] == states.SUCCESS:
                 return ChatResponse.model_validate(meta["result"])
             if meta["status"] in states.PROPAGATE_STATES:
