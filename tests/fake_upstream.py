@@ -68,6 +68,8 @@ class Received:
     headers: dict[str, str]
     body: Any
     at: float
+    #: How it was answered: "ok", a chaos fault's name, or a scripted answer's kind.
+    answer: str = "ok"
 
 
 class FakeUpstream:
@@ -108,6 +110,8 @@ class FakeUpstream:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.answered: dict[str, int] = {}
+        #: Random faults injected so far, by name ("429", "timeout", ...).
+        self.injected: dict[str, int] = {}
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.upstream = self
         self._thread: threading.Thread | None = None
@@ -169,35 +173,43 @@ class FakeUpstream:
             self._count = 0
             self._stamps.clear()
             self.answered.clear()
+            self.injected.clear()
             self.peak_in_flight = self.in_flight
 
     # -- deciding an answer ------------------------------------------------------------
     def _next(self, path: str, headers: dict[str, str], body: Any) -> Answer:
-        now = time.monotonic()
         with self._lock:
             self._count += 1
+            answer, name = self._decide()
             if self.record:
-                self._received.append(Received(path, headers, body, time.time()))
-            if self._script:
-                return self._script.popleft()
-            if self.rate_limit:
-                while self._stamps and self._stamps[0] <= now - 1.0:
-                    self._stamps.popleft()
-                if len(self._stamps) >= self.rate_limit:
-                    wait = max(0.05, self._stamps[0] + 1.0 - now)
-                    return Answer.rate_limited(f"{wait:.2f}")
-                self._stamps.append(now)
-            if self.chaos:
-                return self._chaos_answer()
-        return Answer(delay=self.delay)
+                self._received.append(Received(path, headers, body, time.time(), name))
+            return answer
 
-    def _chaos_answer(self) -> Answer:
+    def _decide(self) -> tuple[Answer, str]:
+        """The next answer and its name (under the lock)."""
+        now = time.monotonic()
+        if self._script:
+            answer = self._script.popleft()
+            return answer, answer.kind if answer.kind != "status" else str(answer.status)
+        if self.rate_limit:
+            while self._stamps and self._stamps[0] <= now - 1.0:
+                self._stamps.popleft()
+            if len(self._stamps) >= self.rate_limit:
+                wait = max(0.05, self._stamps[0] + 1.0 - now)
+                return Answer.rate_limited(f"{wait:.2f}"), "429"
+            self._stamps.append(now)
+        if self.chaos:
+            return self._chaos_answer()
+        return Answer(delay=self.delay), "ok"
+
+    def _chaos_answer(self) -> tuple[Answer, str]:
         roll = self._rng.random()
         for fault, rate in self.chaos.items():
             if roll < rate:
-                return _FAULTS[fault](self)
+                self.injected[fault] = self.injected.get(fault, 0) + 1
+                return _FAULTS[fault](self), fault
             roll -= rate
-        return Answer(delay=self.delay)
+        return Answer(delay=self.delay), "ok"
 
     def _track(self, kind: str, delta: int) -> None:
         with self._lock:

@@ -66,10 +66,19 @@ class EmbeddedRedis:
         home: the state directory (CHATQ_HOME); the data lives in `home/redis`.
         executable: a redis-server to run; default `find_redis_server()`.
         die_with_parent: stop the server if this process dies without stopping it.
+        port: listen on this port (a restart keeps its clients' URL); default a free one.
     """
 
-    def __init__(self, home: Path, *, executable: str | None = None, die_with_parent=True):
+    def __init__(
+        self,
+        home: Path,
+        *,
+        executable: str | None = None,
+        die_with_parent: bool = True,
+        port: int | None = None,
+    ):
         self.home = Path(home)
+        self.port = port
         self.dir = self.home / "redis"
         self._executable = executable
         self._die_with_parent = die_with_parent
@@ -93,7 +102,7 @@ class EmbeddedRedis:
             self.url = existing
             return existing
         self.dir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = self.port or _free_port()
         args = [
             self._executable or find_redis_server(),
             "--port", str(port),
