@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -22,11 +23,12 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from config import Settings
+from config import PROVIDERS, Settings
 from worker.app import configure
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
-from worker.embedded_redis import EmbeddedRedis, _die_with_parent
+from worker.embedded_redis import EmbeddedRedis
+from worker.limits.backends import keys_of
 
 __all__ = ["LocalWorkers", "Runtime", "open_runtime"]
 
@@ -98,7 +100,7 @@ class LocalWorkers:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=_killed_with_parent,
                 )
             )
         log.info("started %d local worker(s) for this run", self.count)
@@ -180,6 +182,26 @@ class Runtime:
         self.close()
 
 
+def _drop_leases_of_dead_workers(url: str) -> None:
+    """On a private Redis this process has just started, no worker can be alive: the
+    concurrency leases saved in its data belong to the workers of a run that died, and
+    would hold a provider's slots (local Ollama has one) until they expire."""
+    client = redis.Redis.from_url(url)
+    try:
+        for provider in PROVIDERS:
+            client.delete(keys_of(provider)[1])
+    finally:
+        client.close()
+
+
+def _killed_with_parent() -> None:
+    """In a local worker: die at once with the command that started it. Its private
+    Redis goes away too, and a warm shutdown would only hang trying to reach it; the
+    jobs it held are requeued by the next run."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def open_runtime(settings: Settings, *, start_workers: bool = True) -> Runtime:
     """Connect this process to chatq's Redis: REDIS_URL, or the embedded default.
 
@@ -193,6 +215,8 @@ def open_runtime(settings: Settings, *, start_workers: bool = True) -> Runtime:
         embedded = EmbeddedRedis(settings.home)
         url = embedded.start()
     app = configure(settings, url)
+    if embedded is not None and embedded.owned:
+        _drop_leases_of_dead_workers(url)
     if embedded is not None and start_workers:
         workers = LocalWorkers(
             url,
