@@ -15,6 +15,7 @@ import argparse
 import json
 import random
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -236,6 +237,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 1024
     upstream: FakeUpstream
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that dies mid-request (a killed worker) is expected, not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
