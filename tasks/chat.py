@@ -101,6 +101,10 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return response
 
 
+#: How often a second delivery of a running job checks whether the first has finished.
+_BUSY_POLL = 0.5
+
+
 def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> dict | None:
     """Answer one job unless that would pay twice: its ChatResponse as a dict, or None
     when the same job id is running elsewhere right now.
@@ -108,15 +112,26 @@ def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> 
     A job id that already succeeded returns the stored response without a call. Otherwise
     the id is claimed in Redis first; the claim is given up when the job fails (so it may
     be run again at once) and kept until it expires when it succeeds (so a late
-    duplicate delivery finds it, and after that finds the stored success).
+    duplicate delivery finds it, and after that finds the stored success). A delivery
+    that finds the job running elsewhere waits (within its deadline) for that outcome,
+    and runs the job itself if the other holder dies first.
     """
     with translated(app.conf.broker_url):  # Redis gone past reconnecting: a chatq error
-        claim = worker_claims().claim(job, result_key=backend.get_key_for_task(job).decode())
+        result_key = backend.get_key_for_task(job).decode()
+        claim = worker_claims().claim(job, result_key=result_key)
+        if claim.state == "busy":
+            # Running elsewhere: wait for its outcome rather than drop this delivery, so
+            # that if the other worker dies before storing a result, this one runs it.
+            log.info("job %s model=%s is running elsewhere: waiting", job, request.model)
+            end = started + current_settings().job_deadline
+            while claim.state == "busy" and time.monotonic() + _BUSY_POLL < end:
+                time.sleep(_BUSY_POLL)
+                claim = worker_claims().claim(job, result_key=result_key)
         if claim.state == "done":
             log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
             return claim.stored["result"]
         if claim.state == "busy":
-            log.warning("job %s model=%s is running elsewhere: no call", job, request.model)
+            log.warning("job %s model=%s still running elsewhere: no call", job, request.model)
             return None
         try:
             return _answer(job, request, worker_registry(), started)

@@ -309,3 +309,18 @@ def test_two_deliveries_of_one_job_running_at_once_make_one_upstream_call(
     assert producer.wait(first, timeout=30).content == "echo: hello"
     time.sleep(1.0)
     assert upstream.calls == 1
+
+
+def test_a_delivery_that_finds_its_job_held_by_a_dead_worker_runs_it_once_the_claim_lapses(
+    env, upstream, producer_for, start_worker, redis_client
+):
+    producer = producer_for(env)
+    start_worker(env)
+    # Another worker claimed the job and died before storing anything: its claim
+    # lapses on its own; the waiting delivery then runs the job instead of dropping it.
+    redis_client.set("chatq:claim:orphan-job", "dead-worker:1:token", px=2000)
+    result = app.send_task(
+        CHAT_TASK, args=[{"model": "ollama/llama3", "messages": HELLO}], task_id="orphan-job"
+    )
+    assert producer.wait(result, timeout=30).content == "echo: hello"
+    assert upstream.calls == 1
