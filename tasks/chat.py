@@ -68,17 +68,23 @@ class PrivateRequest(Request):
     """A chat job as the worker and its events show it: model, counts and sizes only.
 
     Jobs published by a client that knows nothing of chatq carry a repr of their
-    arguments; this replaces it before any event reaches Flower.
+    arguments; this replaces it before any event reaches Flower. Subclasses say how to
+    summarise their arguments and what stands for their result.
     """
+
+    result_text = "<ChatResponse>"
+
+    def summarize(self, args: Any, kwargs: Any) -> str:
+        return request_summary(args, kwargs)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._argsrepr = request_summary(self._args, self._kwargs)
+        self._argsrepr = self.summarize(self._args, self._kwargs)
         self._kwargsrepr = "{}"
 
     def send_event(self, type: str, **fields: Any) -> None:
         if "result" in fields:
-            fields["result"] = "<ChatResponse>"
+            fields["result"] = self.result_text
         super().send_event(type, **fields)
 
 

@@ -21,9 +21,8 @@ from typing import Any
 
 from celery import states
 from celery.worker import state as worker_state
-from celery.worker.request import Request
 
-from tasks.chat import run_job, worker_registry
+from tasks.chat import PrivateRequest, run_job, worker_registry
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 from worker.chat.errors import ChatqError, InvalidRequest, JobFailed
 from worker.chat.types import ChatRequest
@@ -33,18 +32,13 @@ __all__ = ["chat_many"]
 log = logging.getLogger(__name__)
 
 
-class _ChunkRequest(Request):
+class _ChunkRequest(PrivateRequest):
     """Monitoring sees counts and sizes of a chunk, never its prompts or answers."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._argsrepr = chunk_summary(self._args)
-        self._kwargsrepr = "{}"
+    result_text = "<chunk summary>"
 
-    def send_event(self, type: str, **fields: Any) -> None:
-        if "result" in fields:
-            fields["result"] = "<chunk summary>"
-        super().send_event(type, **fields)
+    def summarize(self, args: Any, kwargs: Any) -> str:
+        return chunk_summary(args)
 
 
 @app.task(name=CHAT_MANY_TASK, bind=True, Request=_ChunkRequest, max_retries=0, typing=False)

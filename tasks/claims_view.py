@@ -9,8 +9,9 @@ another host cannot be judged from here and is left to expire.
 
 from __future__ import annotations
 
-import os
 import socket
+
+from worker.embedded_redis import pid_alive
 
 __all__ = ["holder", "only_holders", "stale"]
 
@@ -29,22 +30,7 @@ def stale(token: bytes | str, *, host: str | None = None) -> bool:
     found = holder(token)
     if found is None or found[0] != (host or socket.gethostname()):
         return False
-    return not _alive(found[1])
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
+    return not pid_alive(found[1])
 
 
 def only_holders(pids: set[int], *, host: str | None = None):

@@ -19,7 +19,13 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "find_redis_server", "running_url"]
+__all__ = [
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
+    "find_redis_server",
+    "pid_alive",
+    "running_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,7 @@ def find_redis_server() -> str:
 def running_url(home: Path) -> str | None:
     """The URL of a live embedded Redis recorded under `home`, if any."""
     record = _read_record(home / "redis" / "server.json")
-    if record and _alive(record.get("pid")) and _answers(record.get("port")):
+    if record and pid_alive(record.get("pid")) and _answers(record.get("port")):
         return f"redis://127.0.0.1:{record['port']}/0"
     return None
 
@@ -183,7 +189,8 @@ def _read_record(path: Path) -> dict | None:
         return None
 
 
-def _alive(pid: object) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether process `pid` runs on this host (a zombie, dead but not yet reaped, does not)."""
     if not isinstance(pid, int):
         return False
     try:
@@ -192,7 +199,11 @@ def _alive(pid: object) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def _answers(port: object) -> bool:
