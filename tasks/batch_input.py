@@ -92,9 +92,20 @@ def read_lines(
     custom_id uniqueness is not checked here (the caller checks it against Redis, so
     memory stays bounded); a missing custom_id defaults to the line number.
     """
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # its own error: never a silently mangled prompt
+                yield Line.failed(
+                    number,
+                    str(number),
+                    InvalidRequest(
+                        f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at position {exc.start})"
+                    ),
+                )
                 continue
             yield parse_line(text, number, model=model, prepare=prepare)
 

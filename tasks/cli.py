@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from config import Settings, SettingsError, load_settings
 from worker.chat.errors import (
@@ -63,8 +64,15 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr, like every other error, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"chatq: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatq", description="A job queue for LLM chat calls.")
+    parser = _Parser(prog="chatq", description="A job queue for LLM chat calls.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -138,7 +146,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     from worker.chat.builder import build_registry
     from worker.chat.types import ChatRequest
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _read_stdin() if args.prompt == "-" else args.prompt
     messages = [{"role": "user", "content": prompt}]
     if args.system:
         messages.insert(0, {"role": "system", "content": args.system})
@@ -181,6 +189,22 @@ def _limits(args: argparse.Namespace, settings: Settings) -> int:
             client.close()
     print(json.dumps(rows) if args.json else format_report(rows, minutes=args.minutes))
     return EXIT_OK
+
+
+def _read_stdin() -> str:
+    """The prompt on standard input, which must be UTF-8 (never silently mangled).
+
+    Raises:
+        InvalidRequest: naming the first byte that is not UTF-8.
+    """
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"the prompt on standard input is not valid UTF-8 (byte 0x{raw[exc.start]:02x} "
+            f"at position {exc.start})"
+        ) from None
 
 
 if __name__ == "__main__":

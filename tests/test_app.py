@@ -345,7 +345,7 @@ def test_a_plain_rediss_url_configures_a_tls_broker_and_result_backend(read_sett
     assert backend.connparams["ssl_cert_reqs"] == ssl.CERT_REQUIRED
     assert backend.connparams["connection_class"].__name__ == "SSLConnection"
     with tls.connection_for_write() as conn:
-        assert conn.transport_cls == "rediss"
+        assert (conn.hostname, conn.port, conn.password) == ("redis.example", 6380, "s3cret")
         assert conn.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     pool = redis.BlockingConnectionPool.from_url(tls.conf.broker_url)  # claims and limits
     assert pool.connection_class.__name__ == "SSLConnection"

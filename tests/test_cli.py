@@ -15,8 +15,11 @@ from tests.fake_upstream import Answer
 pytestmark = pytest.mark.integration
 
 
-def chatq(*args: str, env: dict, stdin: str | None = None, timeout: float = 90):
-    """Run `chatq ARGS` in a clean environment (plus `env`) from an empty directory."""
+def chatq(
+    *args: str, env: dict, stdin: str | bytes | None = None, timeout: float = 90, binary=False
+):
+    """Run `chatq ARGS` in a clean environment (plus `env`) from an empty directory;
+    `binary` passes standard input and reads the output as bytes."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CHATQ_", "REDIS_"))}
     cwd = Path(env.get("CHATQ_HOME", ".")).parent
     cwd.mkdir(parents=True, exist_ok=True)
@@ -25,7 +28,7 @@ def chatq(*args: str, env: dict, stdin: str | None = None, timeout: float = 90):
         env={**base, **env},
         input=stdin,
         capture_output=True,
-        text=True,
+        text=not binary,
         timeout=timeout,
         cwd=cwd,
     )

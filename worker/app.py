@@ -153,6 +153,8 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     }
     return {
         "broker_url": redis_url,
+        # kombu's Redis transport, except that garbage on a queue cannot stop a worker.
+        "broker_transport": "worker.broker:Transport",
         "result_backend": redis_url,
         "task_serializer": "json",
         "result_serializer": "json",
