@@ -2,10 +2,11 @@
 
     python -m bench                 # everything, under 10 minutes on 2 cores
     python -m bench --only overhead enqueue
+    python -m bench --smoke --out smoke.json   # every measurement at tiny sizes (a check)
 
 Each figure is compared with a baseline measured in the same run, on the same private
 Redis and fake upstream, because these machines are shared and noisy. The results go
-to bench/results/<date>.json.
+to bench/results/<date>.json. The exit status is 1 when a measurement could not run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import celery
@@ -28,12 +30,22 @@ from bench.harness import Harness
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ("overhead", "io_concurrency", "rate_limit", "enqueue", "memory", "batch")
+#: Sizes for `--smoke`: every measurement runs end to end in seconds. Its figures say
+#: nothing about speed; it shows that the suite still runs (used by the tests).
+SMOKE = {
+    "overhead": {"jobs": 60},
+    "io_concurrency": {"jobs": 60, "concurrency": 20, "delay": 0.05},
+    "rate_limit": {"jobs": 40, "limit": 40},
+    "enqueue": {"jobs": 500},
+    "memory": {"jobs": 60},
+    "batch": {"lines": 200},
+}
 
 
-def _batch(harness: Harness, workdir: Path) -> dict:
+def _batch(harness: Harness, workdir: Path, **sizes: int) -> dict:
     from bench import batch_bench  # the batch benchmark (batch submit and batch run)
 
-    figures = batch_bench.run()
+    figures = batch_bench.run(**sizes)
     figures["target"] = "submit >= 5,000 jobs/s; batch run < 300 MB"
     figures["met"] = (
         figures["submit_jobs_per_s"] >= 5000
@@ -47,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=ORDER, help="run only these")
     parser.add_argument("--out", type=Path, default=None, help="where to write the JSON")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: check that every measurement runs"
+    )
     args = parser.parse_args(argv)
+    if args.smoke and args.out is None:
+        parser.error("--smoke needs --out: its figures are not results")
     chosen = args.only or list(ORDER)
     started = time.perf_counter()
     results: dict = {
@@ -65,12 +82,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"… {name}", file=sys.stderr, flush=True)
             step = time.perf_counter()
+            sizes = SMOKE[name] if args.smoke else {}
             try:
                 if name == "batch":
-                    figures = _batch(harness, Path(tmp))
+                    figures = _batch(harness, Path(tmp), **sizes)
                 else:
-                    figures = getattr(measurements, name)(harness, Path(tmp))
+                    figures = getattr(measurements, name)(harness, Path(tmp), **sizes)
             except Exception as exc:  # one broken measurement must not hide the others
+                traceback.print_exc()
                 figures = {"error": f"{type(exc).__name__}: {exc}", "met": False}
             figures["wall_seconds"] = round(time.perf_counter() - step, 1)
             results["measurements"][name] = figures
@@ -80,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {out}", file=sys.stderr)
-    return 0
+    broken = [n for n, m in results["measurements"].items() if "error" in m]
+    if broken:
+        print(f"could not run: {', '.join(broken)}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 def table(results: dict) -> str:
