@@ -132,9 +132,8 @@ def _row(name: str, m: dict) -> list[str]:
                 str(m["ratio"]), m["target"], met]  # fmt: skip
     if name == "rate_limit":
         c, b = m["chatq"], m["baseline"]
-        return [name,
-                f"{c['seconds']} s, 429s {c['share_429']:.1%}, failed {c['failed']}",
-                f"autoretry: {b['seconds']} s, 429s {b['share_429']:.1%}, failed {b['failed']}",
+        return [name, f"{c['seconds']} s, 429s {c['share_429']:.1%}, {_failed(c)}",
+                f"autoretry: {b['seconds']} s, 429s {b['share_429']:.1%}, {_failed(b)}",
                 f"{c['vs_ideal']} x ideal", m["target"], met]  # fmt: skip
     if name == "enqueue":
         return [name, f"{m['chatq']['jobs_per_s']:,} jobs/s",
@@ -152,6 +151,11 @@ def _row(name: str, m: dict) -> list[str]:
                 f" x chunk {m['chunk_size']} ({c['jobs_per_s']} jobs/s)", "none", "", "stated",
                 "yes" if m.get("met") else "**no**"]  # fmt: skip
     return [name, json.dumps({k: v for k, v in m.items() if k != "met"})[:200], "", "", "", met]
+
+
+def _failed(run: dict) -> str:
+    unfinished = run.get("unfinished", 0)
+    return f"failed {run['failed']}" + (f", unfinished {unfinished}" if unfinished else "")
 
 
 if __name__ == "__main__":

@@ -65,14 +65,17 @@ def _timed(harness: Harness, workers, url: str, ids: list[str], timeout: float =
     """Start-to-finish throughput of `workers` on a queue already holding `ids`."""
     peak = [0.0]
     workers.wait_ready()
-    started = time.perf_counter()
-    counts = wait_for_results(
+    started, wall_start = time.perf_counter(), time.time()
+    counts, last_done = wait_for_results(
         url,
         ids,
         timeout=timeout,
         sample=lambda: peak.__setitem__(0, max(peak[0], workers.rss_mb())),
     )
+    # Until the last result was stored (polling notices it up to 0.2 s later).
     elapsed = time.perf_counter() - started
+    if last_done is not None and not counts.get("MISSING"):
+        elapsed = min(elapsed, max(1e-3, last_done - wall_start))
     workers.stop()
     return {"jobs": len(ids), "seconds": round(elapsed, 2),
             "jobs_per_s": round(len(ids) / elapsed, 1), "states": counts,
@@ -197,20 +200,28 @@ def rate_limit(
                 ids = [r.id for r in producer.publish(requests, [None] * jobs)]
                 fleet = harness.workers("worker", url, count=workers, concurrency=concurrency,
                                         env=env)  # fmt: skip
-            figures = _timed(harness, fleet, url, ids, timeout=300)
+            # The baseline's backoff doubles up to Celery's 600 s cap: its slowest jobs
+            # are given two minutes, then counted as unfinished, so the suite ends.
+            figures = _timed(harness, fleet, url, ids, timeout=120 if name == "baseline" else 300)
             stats = harness.upstream_stats(upstream)
             calls = stats["calls"]
             figures.update(
                 upstream_calls=calls,
                 rate_limited=stats["answered"].get("429", 0),
                 share_429=round(stats["answered"].get("429", 0) / max(1, calls), 3),
-                failed=figures["states"].get("FAILURE", 0) + figures["states"].get("MISSING", 0),
+                failed=figures["states"].get("FAILURE", 0),
+                unfinished=figures["states"].get("MISSING", 0),
                 vs_ideal=round(figures["seconds"] / ideal, 2),
             )
             out[name] = figures
     chatq = out["chatq"]
     out["target"] = "wall <= 1.15 x ideal, 429s <= 5% of calls, 0 failed"
-    out["met"] = chatq["vs_ideal"] <= 1.15 and chatq["share_429"] <= 0.05 and not chatq["failed"]
+    out["met"] = (
+        chatq["vs_ideal"] <= 1.15
+        and chatq["share_429"] <= 0.05
+        and not chatq["failed"]
+        and not chatq["unfinished"]
+    )
     return out
 
 
