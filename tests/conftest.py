@@ -24,7 +24,7 @@ from worker.embedded_redis import EmbeddedRedis
 #: Keys the workers and producers of the tests register their providers with.
 FAKE_KEYS = {
     "OLLAMA_CLOUD_API_KEY": "test-ollama-cloud-key-0123456789",
-    "OPENROUTER_API_KEY": "sk-or-test-openrouter-key-0123456789",
+    "OPENROUTER_API_KEY": "test-openrouter-key-0123456789",
     "OPENCODE_API_KEY": "test-opencode-key-0123456789",
     "KIMI_API_KEY": "test-kimi-key-0123456789",
 }

@@ -81,7 +81,7 @@ def test_batch_run_on_a_fresh_machine_resumes_after_a_kill_with_each_line_once(u
     env = {
         "CHATQ_HOME": str(tmp_path / "home"),
         "OPENROUTER_URL": upstream.openai_url,
-        "OPENROUTER_API_KEY": "sk-or-test-key-0123456789",
+        "OPENROUTER_API_KEY": "test-openrouter-key-0123456789",
         "CHATQ_CONCURRENCY": "8",
     }
     path = tmp_path / "in.jsonl"

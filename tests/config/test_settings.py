@@ -206,10 +206,10 @@ def test_without_a_key_the_provider_has_none(base, directory, tmp_path, setup):
 
 
 def test_a_key_never_shows_in_the_settings_repr(base, directory):
-    environ = {**base, "OPENROUTER_API_KEY": "sk-or-very-secret-123456"}
+    environ = {**base, "OPENROUTER_API_KEY": "fake-openrouter-key-hidden-123456"}
 
     settings = load_settings(environ, directory=directory)
 
-    assert "very-secret" not in repr(settings)
-    assert "very-secret" not in str(settings.api_keys)
-    assert settings.api_keys["openrouter"].reveal() == "sk-or-very-secret-123456"
+    assert "hidden-123456" not in repr(settings)
+    assert "hidden-123456" not in str(settings.api_keys)
+    assert settings.api_keys["openrouter"].reveal() == "fake-openrouter-key-hidden-123456"
