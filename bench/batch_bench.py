@@ -60,7 +60,7 @@ def _peak_rss_mb(pid: int) -> float:
 def run(*, lines: int = 100_000, skip_run: bool = False) -> dict:
     """Run the benchmark; its figures as a dict."""
     from config import load_settings
-    from tasks.batch import Batches, FileSource
+    from tasks.batch.service import Batches, FileSource
     from tasks.producer import Producer
     from tasks.runtime import LocalWorkers, Runtime
     from worker.app import configure

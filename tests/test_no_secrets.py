@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.fake_upstream import Answer
-from tests.test_cli import chatq
+from tests.cli.test_chat import chatq
 from tests.test_deploy import _free_port, _wait_for_port
 from worker.chat.errors import ChatqError
 from worker.chat.redaction import redact

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.test_cli import chatq
+from tests.cli.test_chat import chatq
 from worker.chat.errors import RedisUnavailable
 from worker.embedded_redis import EmbeddedRedis
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting, translated

@@ -11,7 +11,7 @@ import pytest
 from celery import Celery
 
 from config import PROVIDERS
-from tests.test_cli import chatq
+from tests.cli.test_chat import chatq
 from worker.app import CHAT_TASK, app
 from worker.chat.errors import InvalidRequest, ProviderNotFound
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.batch import Batches, FileSource
-from tasks.batch_cancel import cancel_batch
-from tasks.batch_follow import Follower
-from tasks.batch_output import write_results
+from tasks.batch.cancel import cancel_batch
+from tasks.batch.follow import Follower
+from tasks.batch.output import write_results
+from tasks.batch.service import Batches, FileSource
 from tests.fake_upstream import Answer
 
 pytestmark = pytest.mark.integration

@@ -1,81 +1,21 @@
-"""The `chatq` command line.
-
-Exit codes: 0 ok, 2 invalid input, 3 provider not found, 4 upstream failure after
-retries, 5 timed out waiting, 1 anything else (Redis unreachable, a broken setup).
-Errors go to stderr as one line.
-"""
+"""`chatq providers`, `chatq chat` and `chatq limits`: one job, and what the fleet knows."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any
 
-from config import Settings, SettingsError, load_settings
-from worker.chat.errors import (
-    ChatqError,
-    InvalidRequest,
-    ProviderNotFound,
-    RedisUnavailable,
-    WaitTimedOut,
-)
-from worker.chat.redaction import redact
+from config import Settings
+from tasks.cli.common import EXIT_OK, command
+from worker.chat.errors import InvalidRequest
 
-__all__ = ["EXIT_CODES", "main"]
-
-EXIT_OK, EXIT_OTHER, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UPSTREAM, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
-EXIT_CODES = {
-    InvalidRequest: EXIT_INVALID,
-    ProviderNotFound: EXIT_NOT_FOUND,
-    WaitTimedOut: EXIT_TIMEOUT,
-    RedisUnavailable: EXIT_OTHER,
-}
-
-Command = Callable[[argparse.Namespace, Settings], int]
-_COMMANDS: dict[str, Command] = {}
+__all__ = ["add_parsers"]
 
 
-def command(name: str) -> Callable[[Command], Command]:
-    """Register the function that runs subcommand `name`."""
-
-    def register(fn: Command) -> Command:
-        _COMMANDS[name] = fn
-        return fn
-
-    return register
-
-
-def exit_code(error: BaseException) -> int:
-    """The process exit code for an error that ended a command."""
-    for kind, code in EXIT_CODES.items():
-        if isinstance(error, kind):
-            return code
-    if isinstance(error, ChatqError):
-        return EXIT_UPSTREAM
-    return EXIT_OTHER
-
-
-def fail(message: str, code: int) -> int:
-    """Print `chatq: message` on stderr (one line, secrets redacted); return `code`."""
-    print(f"chatq: {redact(' '.join(str(message).split()))}", file=sys.stderr)
-    return code
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line on stderr, like every other error, and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INVALID, f"chatq: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="chatq", description="A job queue for LLM chat calls.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parsers(sub: Any) -> None:
+    """Add `providers`, `chat` and `limits` to the chatq parser."""
     providers = sub.add_parser("providers", help="list the registered providers")
     providers.add_argument("--json", action="store_true", help="print JSON")
 
@@ -90,41 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print the whole ChatResponse")
     chat.add_argument("--timeout", type=float, default=None, help="seconds to wait for the result")
 
-    from tasks import batch_cli, judge_cli  # their subcommands register themselves
 
-    batch_cli.add_parser(sub)
-    judge_cli.add_parser(sub)
+def add_limits_parser(sub: Any) -> None:
+    """Add `limits` to the chatq parser."""
     limits = sub.add_parser("limits", help="show each provider's fleet-wide limits and state")
     limits.add_argument("--minutes", type=float, default=5.0, help="window of the 429 count")
     limits.add_argument("--json", action="store_true", help="print JSON")
-
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="chatq: %(message)s",
-        stream=sys.stderr,
-    )
-    for name in ("worker.embedded_redis", "tasks.runtime"):
-        logging.getLogger(name).setLevel(logging.INFO)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        return fail(f"bad setting: {exc}", EXIT_INVALID)
-    try:
-        return _COMMANDS[args.command](args, settings)
-    except ChatqError as exc:
-        return fail(f"{type(exc).__name__}: {exc}", exit_code(exc))
-    except KeyboardInterrupt:
-        return fail("interrupted", 130)
-    except Exception as exc:  # the last line of defence: one clear line, no traceback
-        if args.verbose:
-            logging.getLogger(__name__).exception("unexpected error")
-        return fail(f"{type(exc).__name__}: {exc}", EXIT_OTHER)
 
 
 @command("providers")
@@ -205,9 +116,3 @@ def _read_stdin() -> str:
             f"the prompt on standard input is not valid UTF-8 (byte 0x{raw[exc.start]:02x} "
             f"at position {exc.start})"
         ) from None
-
-
-if __name__ == "__main__":
-    from tasks import cli  # the module subcommands register with (this one is __main__)
-
-    sys.exit(cli.main())

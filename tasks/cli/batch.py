@@ -15,22 +15,20 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from config import Settings
-from tasks.batch import Batches, FileSource, SubmitReport, default_batch_id
-from tasks.batch_cancel import cancel_batch
-from tasks.batch_follow import Follower
-from tasks.batch_output import FORMATS, write_results
-from tasks.batch_store import BatchRecord
-from tasks.claims_view import only_holders, stale
-from tasks.cli import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
-from tasks.progress import Progress, Snapshot, format_duration
+from tasks.batch.cancel import cancel_batch
+from tasks.batch.output import FORMATS, write_results
+from tasks.batch.service import Batches, FileSource, SubmitReport, default_batch_id
+from tasks.batch.session import follow, owns_fresh_redis, runtime_batches
+from tasks.batch.snapshot import Snapshot
+from tasks.batch.store import BatchRecord
+from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
+from tasks.cli.progress import Progress, format_duration
 
-__all__ = ["add_parser", "print_summary", "runtime_batches"]
+__all__ = ["add_parser", "print_summary"]
 
 
 def add_parser(sub: Any) -> None:
@@ -84,35 +82,6 @@ def add_parser(sub: Any) -> None:
     listing.add_argument("--json", action="store_true")
 
 
-@contextmanager
-def runtime_batches(settings: Settings, *, workers: bool) -> Iterator[Batches]:
-    """Batches on this process's runtime (local workers started when `workers`)."""
-    from tasks.producer import Producer
-    from tasks.runtime import open_runtime
-
-    with open_runtime(settings, start_workers=workers) as runtime:
-        yield Batches(Producer(runtime), is_stale=_staleness(runtime))
-
-
-def _staleness(runtime: Any):
-    """On a private Redis this process just started, only its own workers' claims are
-    live: a killed run's workers may linger, but can never store a result here. (With
-    a prefork pool claims are held by child processes: fall back to the default.)"""
-    embedded, workers = runtime.embedded, runtime.workers
-    if embedded is None or not embedded.owned or workers is None:
-        return stale
-    if runtime.settings.pool not in ("threads", "gevent", "solo"):
-        return stale
-    return only_holders({proc.pid for proc in workers.procs})
-
-
-def owns_fresh_redis(batches: Batches) -> bool:
-    """Whether this process just started the embedded Redis: nothing queued before it
-    can still be in any worker's hands, so unanswered lines are queued again."""
-    embedded = batches.producer.runtime.embedded
-    return embedded is not None and embedded.owned
-
-
 @command("batch")
 def _batch(args: argparse.Namespace, settings: Settings) -> int:
     return _SUB[args.batch_command](args, settings)
@@ -134,23 +103,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 requeue=owns_fresh_redis(batches),
             )  # fmt: skip
             _say_submitted(report)
-            snap = follow(batches, batch_id, source)
+            snap = follow(batches, batch_id, source, progress=Progress(batch_id))
         except KeyboardInterrupt:
             return fail(f"interrupted; batch {batch_id} keeps its results: run the same "
                         "command again to resume", 130)  # fmt: skip
         written = write_results(batches.results(batch_id), args.output, form=args.format)
     print_summary(snap, written=written, output=args.output, seconds=time.monotonic() - started)
     return EXIT_OK if snap.failed == 0 and snap.cancelled == 0 else EXIT_UPSTREAM
-
-
-def follow(batches: Batches, batch_id: str, source: FileSource | None) -> Snapshot:
-    """Follow a batch to its end with a progress display on stderr."""
-    republish = None
-    if source is not None:
-        republish = lambda positions: batches.republish(batch_id, source, positions)  # noqa: E731
-    follower = Follower(batches.store, batches.cache, batch_id, republish=republish,
-                        is_stale=batches.is_stale)  # fmt: skip
-    return follower.run(progress=Progress(batch_id))
 
 
 def _strict(batches: Batches, source: FileSource, batch_id: str) -> int | None:
@@ -204,10 +163,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     with runtime_batches(settings, workers=False) as batches:
-        record = batches.record(args.batch_id)
-        follower = Follower(batches.store, None, args.batch_id)
-        follower.scan(claims=True, cancelled=record.state == "cancelled")
-        snap = follower.snap
+        record, snap = batches.snapshot(args.batch_id)
     now = time.time()
     elapsed = (record.finished or now) - record.created
     progress = record.progress
@@ -245,7 +201,9 @@ def _results(args: argparse.Namespace, settings: Settings) -> int:
         record = batches.record(args.batch_id)
         snap = None
         if not args.partial:
-            snap = follow(batches, record.id, _source_of(record, batches))
+            snap = follow(
+                batches, record.id, _source_of(record, batches), progress=Progress(record.id)
+            )
         written = write_results(batches.results(record.id), args.output, form=args.format)
     print(f"chatq: wrote {written:,} lines to {args.output}", file=sys.stderr)
     if snap is not None and (snap.failed or snap.cancelled):

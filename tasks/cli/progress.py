@@ -8,42 +8,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TextIO
 
-__all__ = ["Progress", "Snapshot", "format_duration"]
+from tasks.batch.snapshot import Snapshot
 
-
-@dataclass
-class Snapshot:
-    """A batch's counts at one moment."""
-
-    total: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    running: int = 0
-    retried: int = 0
-    cached: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    rate: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> int:
-        return self.succeeded + self.failed + self.cancelled
-
-    @property
-    def pending(self) -> int:
-        return self.total - self.finished
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left at the current rate (None when unknown)."""
-        if self.pending == 0:
-            return 0.0
-        return self.pending / self.rate if self.rate > 0 else None
+__all__ = ["Progress", "format_duration"]
 
 
 def format_duration(seconds: float | None) -> str:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
-from tasks.batch_cli import follow, owns_fresh_redis, runtime_batches
-from tasks.batch_output import write_rows
-from tasks.cli import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
-from tasks.judge import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
-from tasks.judge_parse import SCORED, parse_scale
-from tasks.judge_stats import paired_difference
-from tasks.judge_template import Template
-from tasks.progress import format_duration
+from tasks.batch.output import write_rows
+from tasks.batch.session import follow, owns_fresh_redis, runtime_batches
+from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
+from tasks.cli.progress import Progress, format_duration
+from tasks.judge.parse import SCORED, parse_scale
+from tasks.judge.run import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
+from tasks.judge.stats import paired_difference
+from tasks.judge.template import Template
 from worker.chat.errors import InvalidRequest
 
 __all__ = ["add_parser", "print_judge_summary"]
@@ -101,7 +101,7 @@ def _judge(args: argparse.Namespace, settings: Settings) -> int:
             print(f"chatq: judge {batch_id}: {report.lines:,} requests, {report.enqueued:,} "
                   f"queued, {report.already_done:,} already done, {report.cached:,} cached",
                   file=sys.stderr)  # fmt: skip
-            follow(batches, batch_id, source)
+            follow(batches, batch_id, source, progress=Progress(batch_id))
         except KeyboardInterrupt:
             return fail(f"interrupted; judge run {batch_id} keeps its results: run the same "
                         "command again to resume", 130)  # fmt: skip

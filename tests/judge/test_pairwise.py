@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tasks.batch_output import Result
-from tasks.judge import JudgeOptions, JudgeSource, Tally, combine, judge_rows, summary_path
-from tasks.judge_template import Template
+from tasks.batch.output import Result
+from tasks.judge.run import JudgeOptions, JudgeSource, Tally, combine, judge_rows, summary_path
+from tasks.judge.template import Template
 from worker.chat.errors import InvalidRequest
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.batch_input import read_lines
+from tasks.batch.input import read_lines
 from worker.chat.errors import ProviderNotFound
 
 HELLO = [{"role": "user", "content": "hello"}]

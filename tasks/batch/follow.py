@@ -16,7 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from config import PROVIDERS
-from tasks.batch_store import (
+from tasks.batch.cache import ResponseCache
+from tasks.batch.claims import stale
+from tasks.batch.snapshot import Snapshot
+from tasks.batch.store import (
     CANCELLED,
     CANCELLED_ERROR,
     CHUNK,
@@ -26,9 +29,6 @@ from tasks.batch_store import (
     BatchStore,
     outcome_of,
 )
-from tasks.claims_view import stale
-from tasks.progress import Snapshot
-from tasks.response_cache import ResponseCache
 from worker.app import DEFAULT_QUEUE, queue_for
 
 __all__ = ["Follower"]

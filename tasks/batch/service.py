@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tasks.batch_input import Line, file_digest, read_lines
-from tasks.batch_output import PENDING_ERROR, Result
-from tasks.batch_store import (
+from tasks.batch.cache import ResponseCache, cache_key
+from tasks.batch.claims import stale
+from tasks.batch.follow import Follower
+from tasks.batch.input import Line, file_digest, read_lines
+from tasks.batch.output import PENDING_ERROR, Result
+from tasks.batch.snapshot import Snapshot
+from tasks.batch.store import (
     CANCELLED,
     CANCELLED_ERROR,
     CHUNK,
@@ -36,9 +40,7 @@ from tasks.batch_store import (
     BatchStore,
     outcome_of,
 )
-from tasks.claims_view import stale
 from tasks.producer import Producer
-from tasks.response_cache import ResponseCache, cache_key
 from worker.chat.errors import InvalidRequest
 
 __all__ = [
@@ -80,7 +82,7 @@ class Source(Protocol):
 
 
 class FileSource:
-    """The lines of a JSONL batch file (see tasks.batch_input)."""
+    """The lines of a JSONL batch file (see tasks.batch.input)."""
 
     kind = "batch"
 
@@ -324,6 +326,18 @@ class Batches:
         if record is None:
             raise InvalidRequest(f"no batch {batch_id!r} (never submitted, or expired)")
         return record
+
+    def snapshot(self, batch_id: str) -> tuple[BatchRecord, Snapshot]:
+        """The batch's record and its counts as Redis holds them now (running lines
+        are those some worker holds a claim on).
+
+        Raises:
+            InvalidRequest: there is no such batch.
+        """
+        record = self.record(batch_id)
+        follower = Follower(self.store, None, batch_id)
+        follower.scan(claims=True, cancelled=record.state == "cancelled")
+        return record, follower.snap
 
     def results(self, batch_id: str) -> Iterator[Result]:
         """Every line's result in input order, read in chunks (a line with no result yet

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tasks.judge_stats import (
+from tasks.judge.stats import (
     bootstrap_mean_ci,
     histogram,
     paired_difference,

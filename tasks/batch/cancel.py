@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from config import PROVIDERS
-from tasks.batch_store import CHUNK, BatchStore, outcome_of
+from tasks.batch.store import CHUNK, BatchStore, outcome_of
 from worker.app import CHAT_MANY_TASK, CHAT_TASK, DEFAULT_QUEUE, queue_for
 
 __all__ = ["CancelReport", "cancel_batch", "purge_jobs"]

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.batch import default_batch_id
-from tasks.batch_input import Line, file_digest
-from tasks.batch_output import Result
-from tasks.judge_parse import (
+from tasks.batch.input import Line, file_digest
+from tasks.batch.output import Result
+from tasks.batch.service import default_batch_id
+from tasks.judge.parse import (
     OUT_OF_RANGE,
     SCORED,
     TIE,
@@ -32,8 +32,8 @@ from tasks.judge_parse import (
     parse_score,
     parse_verdict,
 )
-from tasks.judge_stats import histogram, summarize, wilson
-from tasks.judge_template import Template
+from tasks.judge.stats import histogram, summarize, wilson
+from tasks.judge.template import Template
 from worker.chat.errors import ChatqError, InvalidRequest
 from worker.chat.types import ChatRequest
 

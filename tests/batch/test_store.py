@@ -7,10 +7,10 @@ import json
 import fakeredis
 import pytest
 
-from tasks.batch import default_batch_id, task_id
-from tasks.batch_output import Result, format_line
-from tasks.batch_store import CANCELLED, FAILED, PENDING, SUCCEEDED, BatchStore, outcome_of
-from tasks.claims_view import stale
+from tasks.batch.claims import stale
+from tasks.batch.output import Result, format_line
+from tasks.batch.service import default_batch_id, task_id
+from tasks.batch.store import CANCELLED, FAILED, PENDING, SUCCEEDED, BatchStore, outcome_of
 
 
 @pytest.fixture
