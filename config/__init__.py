@@ -1,8 +1,7 @@
 """chatq's configuration: one typed, frozen `Settings` read once from the environment."""
 
+from config.providers import KEYED_PROVIDERS, PROVIDERS, TABLE, ProviderSpec, spec
 from config.settings import (
-    KEYED_PROVIDERS,
-    PROVIDERS,
     ProviderLimits,
     Secret,
     Settings,
@@ -13,9 +12,12 @@ from config.settings import (
 __all__ = [
     "KEYED_PROVIDERS",
     "PROVIDERS",
+    "TABLE",
     "ProviderLimits",
+    "ProviderSpec",
     "Secret",
     "Settings",
     "SettingsError",
     "load_settings",
+    "spec",
 ]

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from config.providers import KEYED_PROVIDERS, PROVIDERS, TABLE, spec
 from config.sources import Source, read_dotenv
+from worker.errors import SettingsError
 
 __all__ = [
-    "KEYED_PROVIDERS",
-    "PROVIDERS",
     "ProviderLimits",
     "Secret",
     "Settings",
@@ -29,23 +29,8 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Every provider chatq knows, by the name used in queues, metrics and settings.
-PROVIDERS = ("ollama", "ollama_cloud", "openrouter", "opencode", "kimi", "mock")
-#: The providers that need an API key; without one they are not registered.
-KEYED_PROVIDERS = ("ollama_cloud", "openrouter", "opencode", "kimi")
-
-_DEFAULT_URLS = {
-    "ollama": "http://localhost:11434",
-    "ollama_cloud": "https://ollama.com",
-    "openrouter": "https://openrouter.ai/api/v1",
-    "opencode": "https://opencode.ai/zen/v1",
-    "kimi": "https://api.kimi.com/coding/v1",
-}
+_DEFAULT_URLS = {p.name: p.url for p in TABLE if p.url is not None}
 _DEFAULT_KEY_DIR = Path("/etc/chatq")
-
-
-class SettingsError(ValueError):
-    """A setting has a value chatq cannot use; the message names the variable."""
 
 
 class Secret:
@@ -127,8 +112,9 @@ class Settings:
         return self.http_pool_size or max(64, self.concurrency * self.chunk_size)
 
     def limits_for(self, provider: str) -> ProviderLimits:
-        """The configured limits of `provider` (local Ollama defaults to one call at a time)."""
-        default = ProviderLimits(concurrency=1) if provider == "ollama" else ProviderLimits()
+        """The configured limits of `provider`, else its row's default concurrency (local
+        Ollama: one call at a time)."""
+        default = ProviderLimits(concurrency=spec(provider).concurrency)
         return self.limits.get(provider, default)
 
     @property
@@ -215,8 +201,8 @@ def _limits(src: Source, provider: str) -> ProviderLimits | None:
     tpm = _get(src, prefix + "TPM", _optional(_positive(float)), None)
     if concurrency is None and rpm is None and tpm is None:
         return None
-    if concurrency is None and provider == "ollama" and src.get(prefix + "CONCURRENCY") is None:
-        concurrency = 1
+    if concurrency is None and src.get(prefix + "CONCURRENCY") is None:
+        concurrency = spec(provider).concurrency
     return ProviderLimits(concurrency=concurrency, rpm=rpm, tpm=tpm)
 
 

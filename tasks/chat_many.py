@@ -24,8 +24,8 @@ from celery.worker import state as worker_state
 
 from tasks.chat import PrivateRequest, run_job, worker_registry
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
-from worker.chat.errors import ChatqError, InvalidRequest, JobFailed
 from worker.chat.types import ChatRequest
+from worker.errors import ChatqError, InvalidRequest, JobFailed
 
 __all__ = ["chat_many"]
 

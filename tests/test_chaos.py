@@ -26,7 +26,7 @@ import redis
 
 from tests.conftest import chatq_env
 from tests.fake_upstream import FakeUpstream, Received
-from worker.chat import errors
+from worker import errors
 from worker.embedded_redis import EmbeddedRedis
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]

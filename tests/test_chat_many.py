@@ -9,7 +9,7 @@ from celery import states
 
 from tests.fake_upstream import Answer
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
-from worker.chat.errors import InvalidRequest, ProviderNotFound, UpstreamError
+from worker.errors import InvalidRequest, ProviderNotFound, UpstreamError
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from celery import states
 
 from tests.fake_upstream import Answer
 from worker.app import CHAT_TASK, app
-from worker.chat.errors import (
+from worker.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProviderNotFound,

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.cli.test_chat import chatq
-from worker.chat.errors import RedisUnavailable
 from worker.embedded_redis import EmbeddedRedis
+from worker.errors import RedisUnavailable
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting, translated
 
 HELLO = [{"role": "user", "content": "hello"}]

@@ -13,7 +13,7 @@ from celery import Celery
 from config import PROVIDERS
 from tests.cli.test_chat import chatq
 from worker.app import CHAT_TASK, app
-from worker.chat.errors import InvalidRequest, ProviderNotFound
+from worker.errors import InvalidRequest, ProviderNotFound
 
 pytestmark = pytest.mark.integration
 

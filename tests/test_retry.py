@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from config import load_settings
-from worker.chat.errors import (
+from worker.errors import (
     ChatqError,
     DeadlineExceeded,
     InvalidRequest,

@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from worker.errors import EmbeddedRedisError
+
 __all__ = [
     "EmbeddedRedis",
     "EmbeddedRedisError",
@@ -28,10 +30,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class EmbeddedRedisError(RuntimeError):
-    """The private Redis could not be found or started; the message says what to do."""
 
 
 def find_redis_server() -> str:

@@ -19,8 +19,8 @@ from kombu.exceptions import OperationalError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker.chat.errors import RedisUnavailable
-from worker.chat.redaction import redact
+from worker.errors import RedisUnavailable
+from worker.redaction import redact
 
 __all__ = ["RECONNECT_WINDOW", "reconnecting", "translated", "unavailable"]
 

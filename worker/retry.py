@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from config import Settings
-from worker.chat.errors import (
+from worker.errors import (
     ChatqError,
     DeadlineExceeded,
     RateLimited,

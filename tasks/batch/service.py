@@ -41,7 +41,7 @@ from tasks.batch.store import (
     outcome_of,
 )
 from tasks.producer import Producer
-from worker.chat.errors import InvalidRequest
+from worker.errors import InvalidRequest
 
 __all__ = [
     "Batches",

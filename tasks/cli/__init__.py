@@ -28,7 +28,7 @@ from tasks.cli.common import (
     exit_code,
     fail,
 )
-from worker.chat.errors import ChatqError
+from worker.errors import ChatqError
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from config import Settings
 from tasks.cli.common import EXIT_OK, command
-from worker.chat.errors import InvalidRequest
+from worker.errors import InvalidRequest
 
 __all__ = ["add_parsers"]
 

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from config import Settings
-from worker.chat.errors import (
+from worker.errors import (
     ChatqError,
     InvalidRequest,
     ProviderNotFound,
     RedisUnavailable,
     WaitTimedOut,
 )
-from worker.chat.redaction import redact
+from worker.redaction import redact
 
 __all__ = [
     "COMMANDS",

@@ -25,7 +25,7 @@ from tasks.judge.parse import SCORED, parse_scale
 from tasks.judge.run import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
 from tasks.judge.stats import paired_difference
 from tasks.judge.template import Template
-from worker.chat.errors import InvalidRequest
+from worker.errors import InvalidRequest
 
 __all__ = ["add_parser", "print_judge_summary"]
 

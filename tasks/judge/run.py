@@ -34,8 +34,8 @@ from tasks.judge.parse import (
 )
 from tasks.judge.stats import histogram, summarize, wilson
 from tasks.judge.template import Template
-from worker.chat.errors import ChatqError, InvalidRequest
 from worker.chat.types import ChatRequest
+from worker.errors import ChatqError, InvalidRequest
 
 __all__ = ["JudgeOptions", "JudgeSource", "combine", "judge_rows", "summary_path"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.batch.input import read_lines
-from worker.chat.errors import ProviderNotFound
+from worker.errors import ProviderNotFound
 
 HELLO = [{"role": "user", "content": "hello"}]
 

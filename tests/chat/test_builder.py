@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from config import KEYED_PROVIDERS
-from worker.chat.errors import ProviderNotFound, UpstreamError
+from worker.errors import ProviderNotFound, UpstreamError
 
 NO_KEYS = {f"{p.upper()}_API_KEY": None for p in KEYED_PROVIDERS}
 MODELS = {

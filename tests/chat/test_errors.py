@@ -4,17 +4,22 @@ through a JSON result backend."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.fake_upstream import Answer
-from worker.chat.errors import (
+from worker.errors import (
+    AuthenticationFailed,
+    BadRequest,
     ChatqError,
     DeadlineExceeded,
     InvalidRequest,
     JobFailed,
     MalformedResponse,
+    ModelNotFound,
     ProviderNotFound,
+    QuotaExhausted,
     RateLimited,
     RetryAfterTooLong,
     UpstreamError,
@@ -23,7 +28,7 @@ from worker.chat.errors import (
     WaitTimedOut,
     error_from_dict,
 )
-from worker.chat.redaction import EXCERPT_LIMIT
+from worker.redaction import EXCERPT_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -39,6 +44,11 @@ from worker.chat.redaction import EXCERPT_LIMIT
         (UpstreamTimeout("no answer within 5s", provider="kimi"), True),
         (UpstreamUnavailable("connection refused", provider="kimi"), True),
         (MalformedResponse("not JSON", provider="kimi"), True),
+        (AuthenticationFailed("401", provider="kimi", status=401), False),
+        (ModelNotFound("404", provider="kimi", status=404), False),
+        (BadRequest("422", provider="kimi", status=422), False),
+        (QuotaExhausted("no credit", provider="openrouter", status=402), False),
+        (QuotaExhausted("quota", provider="openrouter", status=429, should_retry=True), False),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -266,3 +276,21 @@ def test_missing_facts_are_left_out_of_the_dict():
         "message": "no answer",
         "provider": "kimi",
     }
+
+
+def test_every_chatq_error_is_caught_by_one_except():
+    from worker.embedded_redis import EmbeddedRedisError
+    from worker.errors import SettingsError
+
+    for error in (SettingsError("CHATQ_TIMEOUT: bad"), EmbeddedRedisError("none")):
+        try:
+            raise error
+        except ChatqError as caught:
+            assert caught is error
+
+
+def test_a_bad_setting_is_still_a_value_error_for_code_that_caught_it_so():
+    from config import load_settings
+
+    with pytest.raises(ValueError, match="CHATQ_TIMEOUT"):
+        load_settings({"CHATQ_TIMEOUT": "soon"}, directory=Path("/nonexistent"))

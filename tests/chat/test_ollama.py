@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.fake_upstream import Answer
-from worker.chat.errors import MalformedResponse, UpstreamError, UpstreamUnavailable
 from worker.chat.types import ChatRequest
+from worker.errors import MalformedResponse, UpstreamError, UpstreamUnavailable
 
 
 def _answer(**fields):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.chat.conftest import BASE_PATHS
 from tests.fake_upstream import Answer
-from worker.chat.errors import MalformedResponse, RateLimited, UpstreamError
+from worker.errors import MalformedResponse, RateLimited, UpstreamError
 
 FAMILY = [
     # provider, model name, name sent upstream

@@ -7,8 +7,8 @@ import pytest
 
 from tests.chat.conftest import BASE_PATHS
 from tests.fake_upstream import Answer
-from worker.chat.errors import InvalidRequest, ProviderNotFound, UpstreamError
 from worker.chat.registry import Route, route
+from worker.errors import InvalidRequest, ProviderNotFound, UpstreamError
 
 ROUTING_TABLE = [
     # model name, provider, name sent upstream
@@ -162,7 +162,7 @@ def test_telemetry_counts_calls_successes_and_errors_by_type(registry, upstream,
     stats = registry.telemetry.snapshot()
     assert stats["ollama"]["calls"] == 3
     assert stats["ollama"]["ok"] == 1
-    assert stats["ollama"]["errors"] == {"UpstreamError": 2}
+    assert stats["ollama"]["errors"] == {"UpstreamUnavailable": 1, "ModelNotFound": 1}
     assert stats["ollama"]["latency_ms_max"] >= stats["ollama"]["latency_ms_avg"] > 0
     assert stats["mock"]["calls"] == stats["mock"]["ok"] == 1
 

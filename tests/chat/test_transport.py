@@ -9,14 +9,18 @@ import time
 import pytest
 
 from tests.fake_upstream import Answer
-from worker.chat.errors import (
+from worker.chat.transport import Timeout, error_for_status
+from worker.errors import (
+    AuthenticationFailed,
+    BadRequest,
     MalformedResponse,
+    ModelNotFound,
+    QuotaExhausted,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from worker.chat.transport import Timeout, error_for_status
 
 
 def _closed_port() -> int:
@@ -143,15 +147,18 @@ def test_the_body_is_sent_as_json(registry, upstream, ask):
 @pytest.mark.parametrize(
     ("status", "kind", "retryable"),
     [
-        (400, UpstreamError, False),
-        (401, UpstreamError, False),
-        (403, UpstreamError, False),
-        (404, UpstreamError, False),
+        (400, BadRequest, False),
+        (401, AuthenticationFailed, False),
+        (402, QuotaExhausted, False),
+        (403, AuthenticationFailed, False),
+        (404, ModelNotFound, False),
         (408, UpstreamTimeout, True),
         (409, UpstreamError, True),
+        (413, UpstreamError, False),
+        (422, BadRequest, False),
         (429, RateLimited, True),
-        (500, UpstreamError, True),
-        (502, UpstreamError, True),
+        (500, UpstreamUnavailable, True),
+        (502, UpstreamUnavailable, True),
         (503, UpstreamUnavailable, True),
         (504, UpstreamTimeout, True),
     ],
@@ -172,6 +179,7 @@ def test_each_status_becomes_its_error_type(status, kind, retryable):
         (401, "API key"),
         (403, "not allowed"),
         (404, "model name"),
+        (402, "credit"),
         (413, "too large"),
         (429, "rate limiting"),
         (500, "failed"),

@@ -9,7 +9,7 @@ import pytest
 from tasks.batch.output import Result
 from tasks.judge.run import JudgeOptions, JudgeSource, Tally, combine, judge_rows, summary_path
 from tasks.judge.template import Template
-from worker.chat.errors import InvalidRequest
+from worker.errors import InvalidRequest
 
 
 @pytest.mark.parametrize(

@@ -1,23 +1,29 @@
 """The provider layer: types, errors, routing, one module per provider, the builder."""
 
 from worker.chat.builder import build_registry
-from worker.chat.errors import (
+from worker.chat.registry import Registry, route
+from worker.chat.types import ChatRequest, ChatResponse, Message
+from worker.errors import (
+    AuthenticationFailed,
+    BadRequest,
     ChatqError,
     DeadlineExceeded,
     InvalidRequest,
     JobFailed,
     MalformedResponse,
+    ModelNotFound,
     ProviderNotFound,
+    QuotaExhausted,
     RateLimited,
     RetryAfterTooLong,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from worker.chat.registry import Registry, route
-from worker.chat.types import ChatRequest, ChatResponse, Message
 
 __all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
     "ChatRequest",
     "ChatResponse",
     "ChatqError",
@@ -26,7 +32,9 @@ __all__ = [
     "JobFailed",
     "MalformedResponse",
     "Message",
+    "ModelNotFound",
     "ProviderNotFound",
+    "QuotaExhausted",
     "RateLimited",
     "Registry",
     "RetryAfterTooLong",

@@ -1,55 +1,68 @@
-"""Building the registry from settings: which providers exist, and how each is pinned."""
+"""Building the registry from settings: which providers exist, and how each is pinned.
+
+Each row of the provider table (config/providers.py) names its wire family; this
+module maps a family to the class that speaks it.
+"""
 
 from __future__ import annotations
 
-from config import Settings
+from config import TABLE, ProviderSpec, Settings
 from worker.chat.mock import MockProvider
 from worker.chat.ollama import OllamaProvider
 from worker.chat.ollama_cloud import OllamaCloudProvider
 from worker.chat.openai_compat import OpenAICompatProvider
-from worker.chat.provider import Provider
-from worker.chat.redaction import remember_secret
+from worker.chat.provider import HttpProvider, Provider
 from worker.chat.registry import Registry
 from worker.chat.transport import Timeout, Transport
+from worker.redaction import remember_secret
 
-__all__ = ["build_registry"]
+__all__ = ["FAMILIES", "build_registry"]
 
-_KEYED = {
+#: The class that speaks each wire family over HTTP.
+FAMILIES: dict[str, type[HttpProvider]] = {
+    "ollama": OllamaProvider,
     "ollama_cloud": OllamaCloudProvider,
-    "openrouter": OpenAICompatProvider,
-    "opencode": OpenAICompatProvider,
-    "kimi": OpenAICompatProvider,
+    "openai": OpenAICompatProvider,
 }
 
 
 def build_registry(settings: Settings) -> Registry:
-    """A registry with local Ollama and mock always, and each keyed provider that has a key.
+    """A registry with every provider that needs no key, and each keyed one that has one.
 
     Every HTTP provider gets its own pooled transport (one per provider per process).
     """
     timeout = Timeout(connect=settings.connect_timeout, read=settings.timeout)
-    providers: dict[str, Provider] = {
-        "mock": MockProvider(),
-        "ollama": OllamaProvider(
-            "ollama",
-            Transport("ollama", settings.urls["ollama"], pool_size=settings.http_connections),
-            timeout=timeout,
-        ),
-    }
+    providers: dict[str, Provider] = {}
     hints = {}
-    for name, kind in _KEYED.items():
-        key = settings.api_keys.get(name)
-        env = name.upper()
-        hints[name] = f"set {env}_API_KEY, or put it in {env}_KEY_FILE (/etc/chatq/{name}.env)"
-        if key is None:
+    for row in TABLE:
+        if row.offline:
+            providers[row.name] = MockProvider()
             continue
-        remember_secret(key.reveal())
-        headers = {"Authorization": f"Bearer {key.reveal()}"}
-        if name == "openrouter":
-            headers["HTTP-Referer"] = settings.openrouter_referer
-            headers["X-Title"] = settings.openrouter_title
+        env = row.name.upper()
+        if row.keyed:
+            hints[row.name] = (
+                f"set {env}_API_KEY, or put it in {env}_KEY_FILE (/etc/chatq/{row.name}.env)"
+            )
+            if row.name not in settings.api_keys:
+                continue
         transport = Transport(
-            name, settings.urls[name], headers=headers, pool_size=settings.http_connections
+            row.name,
+            settings.urls[row.name],
+            headers=_headers(row, settings),
+            pool_size=settings.http_connections,
         )
-        providers[name] = kind(name, transport, timeout=timeout)
+        providers[row.name] = FAMILIES[row.family](row.name, transport, timeout=timeout)
     return Registry(providers, hints=hints)
+
+
+def _headers(row: ProviderSpec, settings: Settings) -> dict[str, str]:
+    """The headers every call of `row` carries: its key, and attribution where it takes it."""
+    headers = {}
+    key = settings.api_keys.get(row.name)
+    if key is not None:
+        remember_secret(key.reveal())
+        headers["Authorization"] = f"Bearer {key.reveal()}"
+    if row.attribution:
+        headers["HTTP-Referer"] = settings.openrouter_referer
+        headers["X-Title"] = settings.openrouter_title
+    return headers

@@ -22,22 +22,16 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from worker.chat.errors import ChatqError, InvalidRequest, ProviderNotFound
+from config.providers import TABLE
 from worker.chat.provider import Provider
 from worker.chat.telemetry import Telemetry
 from worker.chat.types import ChatRequest, ChatResponse
+from worker.errors import ChatqError, InvalidRequest, ProviderNotFound
 
 __all__ = ["PREFIXES", "Registry", "Route", "route"]
 
 #: Model-name prefixes (before the first "/") and the provider each one selects.
-PREFIXES = {
-    "ollama": "ollama",
-    "ollama_cloud": "ollama_cloud",
-    "openrouter": "openrouter",
-    "opencode": "opencode",
-    "kimi": "kimi",
-    "mock": "mock",
-}
+PREFIXES = {p.prefix: p.name for p in TABLE}
 CLOUD_SUFFIX = ":cloud"
 DEFAULT_PROVIDER = "ollama"
 

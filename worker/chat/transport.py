@@ -13,24 +13,32 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.chat.errors import (
+from worker.chat.retry_after import parse_retry_after
+from worker.errors import (
+    AuthenticationFailed,
+    BadRequest,
     MalformedResponse,
+    ModelNotFound,
+    QuotaExhausted,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from worker.chat.retry_after import parse_retry_after
 
 __all__ = ["Timeout", "Transport", "error_for_status"]
 
 _HINTS = {
     400: "the provider refused the request as sent",
+    402: "the account has no credit left; top it up",
     401: "check the provider's API key",
     403: "the API key is not allowed to use this model",
     404: "check the model name",
     413: "the request is too large for this provider",
+    422: "the provider refused the request as sent",
     429: "the provider is rate limiting us",
+    503: "unavailable or busy",
+    504: "timed out upstream",
 }
 
 
@@ -149,7 +157,8 @@ class Transport:
 def error_for_status(
     provider: str, status: int, headers: Mapping[str, str], body: str
 ) -> UpstreamError:
-    """The chatq error for an upstream answer with a non-2xx `status`."""
+    """The chatq error for an upstream answer with a non-2xx `status`: its class names
+    what a user can do about it (see worker/errors.py)."""
     should = {"true": True, "false": False}.get(
         str({k.lower(): v for k, v in headers.items()}.get("x-should-retry", "")).lower()
     )
@@ -161,11 +170,22 @@ def error_for_status(
         if retry_after is not None:
             message += f" (asked to wait {retry_after:g}s)"
         return RateLimited(message, facts, retry_after=retry_after)
-    if status == 503:
-        return UpstreamUnavailable(message + " (unavailable or busy)", facts)
-    if status in (408, 504):
-        return UpstreamTimeout(message + " (timed out upstream)", facts)
-    return UpstreamError(message, facts)
+    kind = _BY_STATUS.get(status)
+    if kind is None:
+        kind = UpstreamUnavailable if status >= 500 else UpstreamError
+    return kind(message, facts)
+
+
+_BY_STATUS: dict[int, type[UpstreamError]] = {
+    400: BadRequest,
+    401: AuthenticationFailed,
+    402: QuotaExhausted,
+    403: AuthenticationFailed,
+    404: ModelNotFound,
+    408: UpstreamTimeout,
+    422: BadRequest,
+    504: UpstreamTimeout,
+}
 
 
 def _reason(exc: BaseException) -> str:

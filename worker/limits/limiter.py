@@ -22,10 +22,10 @@ from typing import TypeVar
 
 import redis
 
-from config import ProviderLimits, Settings
-from worker.chat.errors import DeadlineExceeded, RateLimited
+from config import ProviderLimits, Settings, spec
 from worker.chat.mock import estimate_tokens
 from worker.chat.types import ChatRequest
+from worker.errors import DeadlineExceeded, RateLimited
 from worker.limits import maths
 from worker.limits.backends import LimitBackend
 from worker.limits.maths import Limits
@@ -35,8 +35,6 @@ __all__ = ["Limiter", "Permit", "estimate_request_tokens"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Providers that make no network call are not limited unless limits are configured.
-_OFFLINE = frozenset({"mock"})
 #: A call never outlasts its job's deadline (its read timeout is clipped to it), so its
 #: lease need not either: a slot held by a killed worker frees by then, plus this slack,
 #: well before the broker hands the job to another worker.
@@ -98,7 +96,7 @@ class Limiter:
         """A limiter with `settings`' limits and lease (offline providers unlimited)."""
 
         def limits_for(provider: str) -> ProviderLimits | None:
-            if provider in _OFFLINE:
+            if spec(provider).offline:  # no network call: limited only when configured
                 return settings.limits.get(provider)
             return settings.limits_for(provider)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config import PROVIDERS, Settings
+from config import TABLE, Settings
 from worker.limits.backends import LimitBackend
 
 __all__ = ["format_report", "limits_report"]
@@ -32,8 +32,9 @@ def limits_report(
     429s of the last `minutes`.
     """
     rows = []
-    for provider in PROVIDERS:
-        if provider == "mock" and provider not in settings.limits:
+    for row in TABLE:
+        provider = row.name
+        if row.offline and provider not in settings.limits:
             continue
         configured = settings.limits_for(provider)
         rows.append(

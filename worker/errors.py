@@ -1,23 +1,32 @@
 """Every error chatq raises, and whether it is worth another upstream call.
 
     ChatqError
-    ├── InvalidRequest          the request itself is wrong            never retried
-    ├── ProviderNotFound        no registered provider for the model   never retried
-    ├── WaitTimedOut            a producer stopped waiting for a result
+    ├── SettingsError           a setting has a value chatq cannot use  (names the variable)
+    ├── EmbeddedRedisError      the private Redis could not be found or started
     ├── RedisUnavailable        the queue's Redis cannot be reached     never retried here
-    ├── JobFailed               the queue gave up on a job             never retried
+    ├── InvalidRequest          the request itself is wrong             never retried
+    ├── ProviderNotFound        no registered provider for the model    never retried
+    ├── WaitTimedOut            a producer stopped waiting for a result
+    ├── JobFailed               the queue gave up on a job              never retried
     │   ├── DeadlineExceeded    CHATQ_JOB_DEADLINE passed
     │   └── RetryAfterTooLong   the provider asked for a longer pause than we accept
-    └── UpstreamError           the provider answered badly            by status
-        ├── RateLimited         429, carries retry_after               retried
-        ├── UpstreamTimeout     connect or read timeout                retried
-        ├── UpstreamUnavailable connection refused/reset, busy 503     retried
-        └── MalformedResponse   a body we cannot read                  retried a little
+    └── UpstreamError           the provider answered badly             by status
+        ├── AuthenticationFailed  401, 403: the key is wrong or not allowed   never retried
+        ├── ModelNotFound       404: no such model (or endpoint)        never retried
+        ├── BadRequest          400, 422: the provider refused the request   never retried
+        ├── QuotaExhausted      the account's credit or quota is spent  never retried
+        ├── RateLimited         429, carries retry_after                retried
+        ├── UpstreamTimeout     no connection or answer in time, 408, 504    retried
+        ├── UpstreamUnavailable connection refused or reset, other 5xx  retried
+        └── MalformedResponse   a body we cannot read                   retried a little
 
-Whether to retry is decided by type (and, for UpstreamError, by status and the
+Whether to retry is decided by type (and, for a plain UpstreamError, by status and the
 upstream's `x-should-retry` header), never by message text. The facts travel as
 attributes. Errors survive Celery's JSON result backend: `args` is `(message, facts)`
 and the constructor accepts exactly that.
+
+This module and `worker.redaction` are the ground floor of chatq: every package,
+`config` included, may import them, and they import nothing else of chatq.
 """
 
 from __future__ import annotations
@@ -25,19 +34,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from worker.chat.redaction import excerpt as _excerpt
-from worker.chat.redaction import redact
+from worker.redaction import excerpt as _excerpt
+from worker.redaction import redact
 
 __all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
     "ChatqError",
     "DeadlineExceeded",
+    "EmbeddedRedisError",
     "InvalidRequest",
     "JobFailed",
     "MalformedResponse",
+    "ModelNotFound",
     "ProviderNotFound",
+    "QuotaExhausted",
     "RateLimited",
     "RedisUnavailable",
     "RetryAfterTooLong",
+    "SettingsError",
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
@@ -98,6 +113,14 @@ class ChatqError(Exception):
         return {"type": type(self).__name__, "message": self.message, **self.facts}
 
 
+class SettingsError(ChatqError, ValueError):
+    """A setting has a value chatq cannot use; the message names the variable."""
+
+
+class EmbeddedRedisError(ChatqError, RuntimeError):
+    """The private Redis could not be found or started; the message says what to do."""
+
+
 class InvalidRequest(ChatqError):
     """The request is malformed: a missing model, no messages, a bad field value."""
 
@@ -146,6 +169,36 @@ class UpstreamError(ChatqError):
         return status is not None and (status in _RETRYABLE_STATUS or status >= 500)
 
 
+class AuthenticationFailed(UpstreamError):
+    """401 or 403: the API key is wrong, revoked, or not allowed to use this model."""
+
+    def _status_retryable(self) -> bool:
+        return False
+
+
+class ModelNotFound(UpstreamError):
+    """404: the provider knows no such model (or the URL names no such endpoint)."""
+
+    def _status_retryable(self) -> bool:
+        return False
+
+
+class BadRequest(UpstreamError):
+    """400 or 422: the provider refused the request as sent (a field it cannot take)."""
+
+    def _status_retryable(self) -> bool:
+        return False
+
+
+class QuotaExhausted(UpstreamError):
+    """The account's credit, quota or spend limit is used up: waiting will not help.
+    Never retried; the provider is paused fleet-wide (see worker/limits)."""
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return False
+
+
 class RateLimited(UpstreamError):
     """429 Too Many Requests; `retry_after` is the pause the provider asked for, if any."""
 
@@ -156,14 +209,14 @@ class RateLimited(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    """The provider did not connect or answer within the timeout."""
+    """The provider did not connect or answer in time (or said so: 408, 504)."""
 
     def _status_retryable(self) -> bool:
         return True
 
 
 class UpstreamUnavailable(UpstreamError):
-    """The connection was refused or reset, or the provider said it is too busy (503)."""
+    """The connection was refused or reset, or the provider failed (5xx but 504)."""
 
     def _status_retryable(self) -> bool:
         return True
@@ -189,6 +242,12 @@ _BY_NAME = {
     cls.__name__: cls
     for cls in (
         ChatqError,
+        SettingsError,
+        EmbeddedRedisError,
+        AuthenticationFailed,
+        ModelNotFound,
+        BadRequest,
+        QuotaExhausted,
         InvalidRequest,
         ProviderNotFound,
         JobFailed,
