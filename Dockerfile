@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY chatq ./chatq
 COPY config ./config
 COPY worker ./worker
 COPY tasks ./tasks

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from chatq.errors import SettingsError
 from config.providers import KEYED_PROVIDERS, PROVIDERS, TABLE, spec
 from config.sources import Source, read_dotenv
-from worker.errors import SettingsError
 
 __all__ = [
     "ProviderLimits",

@@ -16,12 +16,12 @@ import redis
 from celery.exceptions import Ignore
 from celery.worker.request import Request
 
+from chatq.errors import ChatqError, DeadlineExceeded, InvalidRequest
 from worker.app import CHAT_TASK, app, current_settings, request_summary, worker_redis
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest, ChatResponse
 from worker.claims import Claims
-from worker.errors import ChatqError, DeadlineExceeded, InvalidRequest
 from worker.limits import Limiter, RedisBackend, estimate_request_tokens
 from worker.redis_guard import translated
 from worker.retry import RetryPolicy, run_with_retries

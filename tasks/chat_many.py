@@ -22,10 +22,10 @@ from typing import Any
 from celery import states
 from celery.worker import state as worker_state
 
+from chatq.errors import ChatqError, InvalidRequest, JobFailed
 from tasks.chat import PrivateRequest, run_job, worker_registry
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 from worker.chat.types import ChatRequest
-from worker.errors import ChatqError, InvalidRequest, JobFailed
 
 __all__ = ["chat_many"]
 

@@ -20,11 +20,11 @@ from typing import Any
 from celery import states
 from celery.result import AsyncResult
 
+from chatq.errors import ChatqError, InvalidRequest, JobFailed, WaitTimedOut
 from config import load_settings
 from tasks.runtime import Runtime, open_runtime
 from worker.app import CHAT_MANY_TASK, CHAT_TASK, chunk_summary, queue_for, request_summary
 from worker.chat.types import ChatRequest, ChatResponse, Message
-from worker.errors import ChatqError, InvalidRequest, JobFailed, WaitTimedOut
 from worker.redis_guard import translated
 
 __all__ = ["Producer", "default_producer", "enqueue", "enqueue_many", "wait"]

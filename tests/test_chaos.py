@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from chatq import errors
 from tests.conftest import chatq_env
 from tests.fake_upstream import FakeUpstream, Received
-from worker import errors
 from worker.embedded_redis import EmbeddedRedis
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]

@@ -7,9 +7,9 @@ import time
 import pytest
 from celery import states
 
+from chatq.errors import InvalidRequest, ProviderNotFound, UpstreamError
 from tests.fake_upstream import Answer
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
-from worker.errors import InvalidRequest, ProviderNotFound, UpstreamError
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatq.errors import DeadlineExceeded, RateLimited, UpstreamTimeout
 from config import ProviderLimits, load_settings
 from worker.chat.types import ChatRequest, ChatResponse
-from worker.errors import DeadlineExceeded, RateLimited, UpstreamTimeout
 from worker.limits import Limiter, Limits, MemoryBackend, RedisBackend, estimate_request_tokens
 from worker.limits.maths import BUSY, GRANTED, LATE, LIMITED, OK, PAUSED, RESERVED, TOKENS, Tuning
 

@@ -92,7 +92,7 @@ def test_waiting_for_a_slot_consumes_no_attempt(env, upstream, producer_for, sta
 def test_a_job_that_cannot_get_capacity_before_its_deadline_fails_saying_so(
     env, upstream, producer_for, start_worker
 ):
-    from worker.errors import DeadlineExceeded
+    from chatq.errors import DeadlineExceeded
 
     env.update(CHATQ_OPENROUTER_CONCURRENCY="1", CHATQ_JOB_DEADLINE="1.5")
     producer = producer_for(env)

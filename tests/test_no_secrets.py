@@ -15,11 +15,11 @@ import urllib.request
 import pytest
 import redis
 
+from chatq.errors import ChatqError
+from chatq.redaction import redact
 from tests.cli.test_chat import chatq
 from tests.fake_upstream import Answer
 from tests.test_deploy import _free_port, _wait_for_port
-from worker.errors import ChatqError
-from worker.redaction import redact
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,7 @@ import time
 import pytest
 from celery import states
 
-from tests.fake_upstream import Answer
-from worker.app import CHAT_TASK, app
-from worker.errors import (
+from chatq.errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProviderNotFound,
@@ -21,6 +19,8 @@ from worker.errors import (
     RetryAfterTooLong,
     UpstreamError,
 )
+from tests.fake_upstream import Answer
+from worker.app import CHAT_TASK, app
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from chatq.errors import RedisUnavailable
 from tests.cli.test_chat import chatq
 from worker.embedded_redis import EmbeddedRedis
-from worker.errors import RedisUnavailable
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting, translated
 
 HELLO = [{"role": "user", "content": "hello"}]

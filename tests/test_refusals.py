@@ -10,10 +10,10 @@ import time
 import pytest
 from celery import Celery
 
+from chatq.errors import InvalidRequest, ProviderNotFound
 from config import PROVIDERS
 from tests.cli.test_chat import chatq
 from worker.app import CHAT_TASK, app
-from worker.errors import InvalidRequest, ProviderNotFound
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config import load_settings
-from worker.errors import (
+from chatq.errors import (
     ChatqError,
     DeadlineExceeded,
     InvalidRequest,
@@ -21,6 +20,7 @@ from worker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from config import load_settings
 from worker.retry import RetryPolicy, backoff_delay, run_with_retries
 
 #: Room for every attempt: no test below hits the deadline unless it means to.

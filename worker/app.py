@@ -28,10 +28,10 @@ from celery import Celery, signals
 from celery.backends.redis import RedisBackend
 from kombu import Queue
 
+from chatq.errors import InvalidRequest
 from config import PROVIDERS, Settings, load_settings
 from worker.chat.registry import route
 from worker.embedded_redis import running_url
-from worker.errors import InvalidRequest
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting
 
 __all__ = [

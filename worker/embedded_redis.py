@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from worker.errors import EmbeddedRedisError
+from chatq.errors import EmbeddedRedisError
 
 __all__ = [
     "EmbeddedRedis",

@@ -19,8 +19,8 @@ from kombu.exceptions import OperationalError
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker.errors import RedisUnavailable
-from worker.redaction import redact
+from chatq.errors import RedisUnavailable
+from chatq.redaction import redact
 
 __all__ = ["RECONNECT_WINDOW", "reconnecting", "translated", "unavailable"]
 

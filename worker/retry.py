@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from config import Settings
-from worker.errors import (
+from chatq.errors import (
     ChatqError,
     DeadlineExceeded,
     RateLimited,
     RetryAfterTooLong,
 )
+from config import Settings
 
 __all__ = ["RetryPolicy", "backoff_delay", "run_with_retries"]
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatq.errors import ChatqError, InvalidRequest
 from worker.chat.types import ChatRequest
-from worker.errors import ChatqError, InvalidRequest
 
 __all__ = ["Line", "file_digest", "read_lines", "request_from_json"]
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from chatq.errors import InvalidRequest
 from tasks.batch.cache import ResponseCache, cache_key
 from tasks.batch.claims import stale
 from tasks.batch.follow import Follower
@@ -41,7 +42,6 @@ from tasks.batch.store import (
     outcome_of,
 )
 from tasks.producer import Producer
-from worker.errors import InvalidRequest
 
 __all__ = [
     "Batches",

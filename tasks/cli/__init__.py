@@ -17,6 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from chatq.errors import ChatqError
 from config import SettingsError, load_settings
 from tasks.cli import batch, chat, judge
 from tasks.cli.common import (
@@ -28,7 +29,6 @@ from tasks.cli.common import (
     exit_code,
     fail,
 )
-from worker.errors import ChatqError
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 

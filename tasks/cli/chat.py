@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
+from chatq.errors import InvalidRequest
 from config import Settings
 from tasks.cli.common import EXIT_OK, command
-from worker.errors import InvalidRequest
 
 __all__ = ["add_parsers"]
 

@@ -13,15 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from config import Settings
-from worker.errors import (
+from chatq.errors import (
     ChatqError,
     InvalidRequest,
     ProviderNotFound,
     RedisUnavailable,
     WaitTimedOut,
 )
-from worker.redaction import redact
+from chatq.redaction import redact
+from config import Settings
 
 __all__ = [
     "COMMANDS",

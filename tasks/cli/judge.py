@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chatq.errors import InvalidRequest
 from config import Settings
 from tasks.batch.output import write_rows
 from tasks.batch.session import follow, owns_fresh_redis, runtime_batches
@@ -25,7 +26,6 @@ from tasks.judge.parse import SCORED, parse_scale
 from tasks.judge.run import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
 from tasks.judge.stats import paired_difference
 from tasks.judge.template import Template
-from worker.errors import InvalidRequest
 
 __all__ = ["add_parser", "print_judge_summary"]
 

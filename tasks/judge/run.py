@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatq.errors import ChatqError, InvalidRequest
 from tasks.batch.input import Line, file_digest
 from tasks.batch.output import Result
 from tasks.batch.service import default_batch_id
@@ -35,7 +36,6 @@ from tasks.judge.parse import (
 from tasks.judge.stats import histogram, summarize, wilson
 from tasks.judge.template import Template
 from worker.chat.types import ChatRequest
-from worker.errors import ChatqError, InvalidRequest
 
 __all__ = ["JudgeOptions", "JudgeSource", "combine", "judge_rows", "summary_path"]
 

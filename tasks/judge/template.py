@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from worker.errors import InvalidRequest
+from chatq.errors import InvalidRequest
 
 __all__ = ["Template"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from chatq.errors import ProviderNotFound
 from tasks.batch.input import read_lines
-from worker.errors import ProviderNotFound
 
 HELLO = [{"role": "user", "content": "hello"}]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from chatq.errors import ProviderNotFound, UpstreamError
 from config import KEYED_PROVIDERS
-from worker.errors import ProviderNotFound, UpstreamError
 
 NO_KEYS = {f"{p.upper()}_API_KEY": None for p in KEYED_PROVIDERS}
 MODELS = {

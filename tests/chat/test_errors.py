@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_upstream import Answer
-from worker.errors import (
+from chatq.errors import (
     AuthenticationFailed,
     BadRequest,
     ChatqError,
@@ -28,7 +27,8 @@ from worker.errors import (
     WaitTimedOut,
     error_from_dict,
 )
-from worker.redaction import EXCERPT_LIMIT
+from chatq.redaction import EXCERPT_LIMIT
+from tests.fake_upstream import Answer
 
 
 @pytest.mark.parametrize(
@@ -279,8 +279,8 @@ def test_missing_facts_are_left_out_of_the_dict():
 
 
 def test_every_chatq_error_is_caught_by_one_except():
+    from chatq.errors import SettingsError
     from worker.embedded_redis import EmbeddedRedisError
-    from worker.errors import SettingsError
 
     for error in (SettingsError("CHATQ_TIMEOUT: bad"), EmbeddedRedisError("none")):
         try:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from chatq.errors import UpstreamError
 from worker.chat.types import ChatRequest
-from worker.errors import UpstreamError
 
 
 def test_echo_answers_the_last_user_message(registry):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatq.errors import MalformedResponse, UpstreamError, UpstreamUnavailable
 from tests.fake_upstream import Answer
 from worker.chat.types import ChatRequest
-from worker.errors import MalformedResponse, UpstreamError, UpstreamUnavailable
 
 
 def _answer(**fields):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from chatq.errors import UpstreamError
 from tests.fake_upstream import Answer
 from worker.chat.ollama_cloud import flatten
 from worker.chat.types import ChatRequest, Message
-from worker.errors import UpstreamError
 
 
 def _chat(model, *turns, **fields):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatq.errors import MalformedResponse, RateLimited, UpstreamError
 from tests.chat.conftest import BASE_PATHS
 from tests.fake_upstream import Answer
-from worker.errors import MalformedResponse, RateLimited, UpstreamError
 
 FAMILY = [
     # provider, model name, name sent upstream

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from chatq.errors import InvalidRequest, ProviderNotFound, UpstreamError
 from tests.chat.conftest import BASE_PATHS
 from tests.fake_upstream import Answer
 from worker.chat.registry import Route, route
-from worker.errors import InvalidRequest, ProviderNotFound, UpstreamError
 
 ROUTING_TABLE = [
     # model name, provider, name sent upstream

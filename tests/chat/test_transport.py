@@ -8,9 +8,7 @@ import time
 
 import pytest
 
-from tests.fake_upstream import Answer
-from worker.chat.transport import Timeout, error_for_status
-from worker.errors import (
+from chatq.errors import (
     AuthenticationFailed,
     BadRequest,
     MalformedResponse,
@@ -21,6 +19,8 @@ from worker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from tests.fake_upstream import Answer
+from worker.chat.transport import Timeout, error_for_status
 
 
 def _closed_port() -> int:

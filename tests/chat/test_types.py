@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chatq.errors import InvalidRequest
 from worker.chat.types import MAX_REQUEST_CHARS, ChatRequest, ChatResponse
-from worker.errors import InvalidRequest
 
 HELLO = [{"role": "user", "content": "hello"}]
 

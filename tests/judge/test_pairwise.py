@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from chatq.errors import InvalidRequest
 from tasks.batch.output import Result
 from tasks.judge.run import JudgeOptions, JudgeSource, Tally, combine, judge_rows, summary_path
 from tasks.judge.template import Template
-from worker.errors import InvalidRequest
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,6 @@
 """The provider layer: types, errors, routing, one module per provider, the builder."""
 
-from worker.chat.builder import build_registry
-from worker.chat.registry import Registry, route
-from worker.chat.types import ChatRequest, ChatResponse, Message
-from worker.errors import (
+from chatq.errors import (
     AuthenticationFailed,
     BadRequest,
     ChatqError,
@@ -20,6 +17,9 @@ from worker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from worker.chat.builder import build_registry
+from worker.chat.registry import Registry, route
+from worker.chat.types import ChatRequest, ChatResponse, Message
 
 __all__ = [
     "AuthenticationFailed",

@@ -6,6 +6,7 @@ module maps a family to the class that speaks it.
 
 from __future__ import annotations
 
+from chatq.redaction import remember_secret
 from config import TABLE, ProviderSpec, Settings
 from worker.chat.mock import MockProvider
 from worker.chat.ollama import OllamaProvider
@@ -14,7 +15,6 @@ from worker.chat.openai_compat import OpenAICompatProvider
 from worker.chat.provider import HttpProvider, Provider
 from worker.chat.registry import Registry
 from worker.chat.transport import Timeout, Transport
-from worker.redaction import remember_secret
 
 __all__ = ["FAMILIES", "build_registry"]
 

@@ -11,9 +11,9 @@ import hashlib
 import json
 import time
 
+from chatq.errors import UpstreamError
 from worker.chat.provider import Provider
 from worker.chat.types import ChatRequest, ChatResponse
-from worker.errors import UpstreamError
 
 __all__ = ["MOCK_MODELS", "MockProvider", "estimate_tokens"]
 

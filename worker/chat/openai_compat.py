@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatq.errors import MalformedResponse, UpstreamError
+from chatq.redaction import redact
 from worker.chat.provider import HttpProvider
 from worker.chat.transport import error_for_status
 from worker.chat.types import ChatRequest
-from worker.errors import MalformedResponse, UpstreamError
-from worker.redaction import redact
 
 __all__ = ["OpenAICompatProvider"]
 

@@ -8,9 +8,9 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from chatq.errors import MalformedResponse
 from worker.chat.transport import Timeout, Transport
 from worker.chat.types import ChatRequest, ChatResponse
-from worker.errors import MalformedResponse
 
 __all__ = ["HttpProvider", "Provider"]
 

@@ -22,11 +22,11 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from chatq.errors import ChatqError, InvalidRequest, ProviderNotFound
 from config.providers import TABLE
 from worker.chat.provider import Provider
 from worker.chat.telemetry import Telemetry
 from worker.chat.types import ChatRequest, ChatResponse
-from worker.errors import ChatqError, InvalidRequest, ProviderNotFound
 
 __all__ = ["PREFIXES", "Registry", "Route", "route"]
 

@@ -13,8 +13,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.chat.retry_after import parse_retry_after
-from worker.errors import (
+from chatq.errors import (
     AuthenticationFailed,
     BadRequest,
     MalformedResponse,
@@ -25,6 +24,7 @@ from worker.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from worker.chat.retry_after import parse_retry_after
 
 __all__ = ["Timeout", "Transport", "error_for_status"]
 

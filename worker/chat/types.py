@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
-from worker.errors import InvalidRequest
+from chatq.errors import InvalidRequest
 
 __all__ = ["MAX_REQUEST_CHARS", "ChatRequest", "ChatResponse", "Message", "Role"]
 

@@ -22,10 +22,10 @@ from typing import TypeVar
 
 import redis
 
+from chatq.errors import DeadlineExceeded, RateLimited
 from config import ProviderLimits, Settings, spec
 from worker.chat.mock import estimate_tokens
 from worker.chat.types import ChatRequest
-from worker.errors import DeadlineExceeded, RateLimited
 from worker.limits import maths
 from worker.limits.backends import LimitBackend
 from worker.limits.maths import Limits

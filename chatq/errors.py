@@ -25,8 +25,8 @@ upstream's `x-should-retry` header), never by message text. The facts travel as
 attributes. Errors survive Celery's JSON result backend: `args` is `(message, facts)`
 and the constructor accepts exactly that.
 
-This module and `worker.redaction` are the ground floor of chatq: every package,
-`config` included, may import them, and they import nothing else of chatq.
+This module and `chatq.redaction` are chatq's ground floor: every package, `config`
+included, may import them, and they import nothing else of chatq.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from worker.redaction import excerpt as _excerpt
-from worker.redaction import redact
+from chatq.redaction import excerpt as _excerpt
+from chatq.redaction import redact
 
 __all__ = [
     "AuthenticationFailed",
