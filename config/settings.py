@@ -93,6 +93,9 @@ class Settings:
     limit_lease: float = 0.0
     visibility_margin: float = 60.0
     chunk_size: int = 16
+    sweep_interval: float = 5.0
+    lost_after: float = 15.0
+    redis_timeout: float = 10.0
 
     @property
     def visibility_timeout(self) -> int:
@@ -116,6 +119,12 @@ class Settings:
         Ollama: one call at a time)."""
         default = ProviderLimits(concurrency=spec(provider).concurrency)
         return self.limits.get(provider, default)
+
+    @property
+    def heartbeat_ttl(self) -> float:
+        """Seconds a worker process's heartbeat lives without renewal (it renews every
+        sweep interval): past it, the process is taken for dead and its jobs requeued."""
+        return max(3.0 * self.sweep_interval, 3.0)
 
     @property
     def lease_seconds(self) -> float:
@@ -172,6 +181,9 @@ def load_settings(
         limit_lease=_get(src, "CHATQ_LIMIT_LEASE", _positive(float), 0.0),
         visibility_margin=_get(src, "CHATQ_VISIBILITY_MARGIN", _positive(float), 60.0),
         chunk_size=_get(src, "CHATQ_CHUNK_SIZE", _positive(int), 16),
+        sweep_interval=_get(src, "CHATQ_SWEEP_INTERVAL", _positive(float), 5.0),
+        lost_after=_get(src, "CHATQ_LOST_AFTER", _positive(float), 15.0),
+        redis_timeout=_get(src, "CHATQ_REDIS_TIMEOUT", _positive(float), 10.0),
     )
 
 

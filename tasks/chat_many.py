@@ -67,6 +67,7 @@ def _one(job: str, data: Any, backend: Any, started: float) -> str:
     """Run one job of a chunk and store its outcome; 'succeeded', 'failed' or 'skipped'."""
     if job in worker_state.revoked:
         log.info("job %s was revoked: not run", job)
+        backend.mark_as_revoked(job, reason="revoked")  # an ended job: nobody waits for it
         return "skipped"
     try:
         request = ChatRequest.parse(data)

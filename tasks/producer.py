@@ -10,7 +10,6 @@ is not registered never reaches the queue.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import uuid
@@ -22,15 +21,14 @@ from celery.result import AsyncResult
 
 from chatq.errors import ChatqError, InvalidRequest, JobFailed, WaitTimedOut
 from config import load_settings
+from tasks.recovery.journal import Journal
+from tasks.recovery.outbox import Envelope, Outbox
 from tasks.runtime import Runtime, open_runtime
-from worker.app import CHAT_MANY_TASK, CHAT_TASK, chunk_summary, queue_for, request_summary
+from worker.app import queue_for
 from worker.chat.types import ChatRequest, ChatResponse, Message
 from worker.redis_guard import translated
 
 __all__ = ["Producer", "default_producer", "enqueue", "enqueue_many", "wait"]
-
-#: Messages buffered before one pipelined write to Redis.
-BATCH_SIZE = 1000
 
 
 class Producer:
@@ -39,6 +37,8 @@ class Producer:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.app = runtime.app
+        journal = Journal(runtime.redis(), ttl=runtime.settings.result_ttl)
+        self.outbox = Outbox(self.app, journal)
 
     def prepare(self, request: ChatRequest | dict[str, Any]) -> ChatRequest:
         """Validate and route a request without enqueueing it.
@@ -109,62 +109,52 @@ class Producer:
         ids: Sequence[str | None],
         *,
         chunk_size: int | None = None,
+        batch: str | None = None,
+        positions: Sequence[int] | None = None,
     ) -> list[AsyncResult]:
         """Publish already prepared requests, pipelined; return their results in order.
+
+        Each message is journalled first (tasks/recovery), so the fleet sends it again
+        if it is lost, whoever is or is not waiting for it.
 
         Args:
             requests: validated requests (see `prepare`).
             ids: a task id per request (None: a random one).
             chunk_size: jobs per message (`chatq.chat_many`), grouped by provider;
                 default CHATQ_CHUNK_SIZE. 1 sends one `chatq.chat` message per job.
+            batch: the batch the requests are lines of, and `positions` their lines
+                (0-based), so that the fleet can tell when the batch is done.
         """
         size = self.runtime.settings.chunk_size if chunk_size is None else chunk_size
         ids = [i or str(uuid.uuid4()) for i in ids]
-        with translated(self.runtime.redis_url), self.app.producer_or_acquire() as producer:
+        spots = list(positions) if positions is not None else [None] * len(ids)
+        messages: list[Envelope] = []
+        pending: dict[str, tuple[list, list]] = {}
+        for request, job, spot in zip(requests, ids, spots, strict=True):
+            provider = self.runtime.registry.resolve(request.model)[0].name
+            body = request.model_dump(mode="json", exclude_none=True)
             if size <= 1:
-                for start in range(0, len(requests), BATCH_SIZE):
-                    end = start + BATCH_SIZE
-                    with _pipelined(producer):
-                        for request, job in zip(requests[start:end], ids[start:end], strict=True):
-                            self._send(request, task_id=job, producer=producer)
-            else:
-                self._publish_chunks(requests, ids, size, producer)
+                messages.append(Envelope.single(queue_for(provider), job, body,
+                                               **_tags(batch, [spot])))  # fmt: skip
+                continue
+            jobs, lines = pending.setdefault(provider, ([], []))
+            jobs.append([job, body])
+            lines.append(spot)
+            if len(jobs) >= size:
+                del pending[provider]
+                messages.append(Envelope.chunk(queue_for(provider), jobs, **_tags(batch, lines)))
+        for provider, (jobs, lines) in pending.items():
+            messages.append(Envelope.chunk(queue_for(provider), jobs, **_tags(batch, lines)))
+        with translated(self.runtime.redis_url):
+            self.outbox.send(messages)
         return [self.app.AsyncResult(job) for job in ids]
 
-    def _publish_chunks(self, requests, ids, size: int, producer: Any) -> None:
-        pending: dict[str, list] = {}
-        with _pipelined(producer):
-            for request, job in zip(requests, ids, strict=True):
-                provider = self.runtime.registry.resolve(request.model)[0].name
-                chunk = pending.setdefault(provider, [])
-                chunk.append([job, request.model_dump(mode="json", exclude_none=True)])
-                if len(chunk) >= size:
-                    self._send_chunk(provider, pending.pop(provider), producer)
-            for provider, chunk in pending.items():
-                self._send_chunk(provider, chunk, producer)
-
-    def _send_chunk(self, provider: str, chunk: list, producer: Any) -> None:
-        self.app.send_task(
-            CHAT_MANY_TASK,
-            args=[chunk],
-            queue=queue_for(provider),
-            argsrepr=chunk_summary([chunk]),
-            kwargsrepr="{}",
-            producer=producer,
-        )
-
-    def _send(self, request: ChatRequest, *, task_id: str | None, producer: Any = None):
+    def _send(self, request: ChatRequest, *, task_id: str | None) -> AsyncResult:
         body = request.model_dump(mode="json", exclude_none=True)
         provider = self.runtime.registry.resolve(request.model)[0].name
-        return self.app.send_task(
-            CHAT_TASK,
-            args=[body],
-            task_id=task_id,
-            queue=queue_for(provider),
-            argsrepr=request_summary([body], {}),
-            kwargsrepr="{}",
-            producer=producer,
-        )
+        job = task_id or str(uuid.uuid4())
+        self.outbox.send([Envelope.single(queue_for(provider), job, body)])
+        return self.app.AsyncResult(job)
 
     def wait(self, result: AsyncResult | str, timeout: float | None = None) -> ChatResponse:
         """The job's ChatResponse, once it is done.
@@ -202,10 +192,11 @@ def as_chatq_error(exc: Any, job_id: str) -> ChatqError:
     return JobFailed(f"job {job_id} failed with {name}: {exc}")
 
 
-def _pipelined(producer: Any) -> Any:
-    """kombu's publish batch (one Redis round trip per batch) where kombu has it."""
-    batch = getattr(producer, "batch", None)
-    return batch(max_size=BATCH_SIZE * 2) if batch is not None else contextlib.nullcontext()
+def _tags(batch: str | None, positions: list) -> dict[str, Any]:
+    """The journal's batch tags of a message: its batch and the lines it carries."""
+    if batch is None:
+        return {}
+    return {"batch": batch, "positions": [p for p in positions if p is not None]}
 
 
 def _build(model, messages, temperature, max_tokens, fmt, think, timeout):

@@ -271,7 +271,7 @@ class _App(Celery):
         return _ResultBackend(app=self, url=self.conf.result_backend, connection_pool=pool)
 
 
-app = _App("chatq", include=["tasks.chat", "tasks.chat_many"])
+app = _App("chatq", include=["tasks.chat", "tasks.chat_many", "tasks.recovery.hooks"])
 app.add_defaults(_lazy_config)
 
 

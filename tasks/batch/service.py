@@ -210,6 +210,7 @@ class Batches:
         self.store.end_index(batch_id)
         report.lines = position
         self.store.save(batch_id, state="running", lines=position, invalid=report.invalid)
+        self.store.finish_if_complete(batch_id, last_result=None)  # nothing left to run
         report.seconds = time.monotonic() - started
         log.info(
             "batch %s: %d lines, %d queued, %d already done, %d cached, %d invalid",
@@ -241,6 +242,7 @@ class Batches:
             chosen[i] = done or options[0]
         forget: list[str] = []
         retry: set[int] = set()
+        ended: list[int] = []
         for i, line in enumerate(lines):
             entry: dict[str, Any] = {"c": line.custom_id, "n": line.number}
             entries.append(entry)
@@ -257,14 +259,19 @@ class Batches:
                 entry["k"] = key
             if outcome.state == SUCCEEDED or (outcome.state == FAILED and not retry_failed):
                 report.already_done += 1
+                ended.append(position + i)
                 continue
             if outcome.state in (FAILED, CANCELLED):
                 forget.append(tid)
                 retry.add(position + i)  # its earlier message is spent: queue it anew
             todo.append((position + i, line, tid, key))
         self.store.forget_results(forget)
+        self.store.mark_done(batch_id, sorted(retry), ended=False)
         if use_cache and todo:
+            before = {t[0] for t in todo}
             todo = self._answer_from_cache(todo, report)
+            ended += sorted(before - {t[0] for t in todo})
+        self.store.mark_done(batch_id, ended)
         if todo and not requeue:
             queued = self.store.queued(batch_id, [t[0] for t in todo])
             queued = [q and t[0] not in retry for t, q in zip(todo, queued, strict=True)]
@@ -272,7 +279,8 @@ class Batches:
             todo = [t for t, q in zip(todo, queued, strict=True) if not q]
         if todo:
             self._reap_stale_claims([t[2] for t in todo])
-            self.producer.publish([t[1].request for t in todo], [t[2] for t in todo])
+            self.producer.publish([t[1].request for t in todo], [t[2] for t in todo],
+                                  batch=batch_id, positions=[t[0] for t in todo])  # fmt: skip
             self.store.mark_queued(batch_id, [t[0] for t in todo])
             report.enqueued += len(todo)
         self.store.append(batch_id, entries)
@@ -311,7 +319,7 @@ class Batches:
                     break
         if ids:
             self._reap_stale_claims(ids)
-            self.producer.publish(requests, ids)
+            self.producer.publish(requests, ids, batch=batch_id, positions=done)
             self.store.mark_queued(batch_id, done)
         return len(ids)
 

@@ -3,6 +3,9 @@
     chatq:batch:<id>          hash: id, kind, source, digest, model, state, lines, ...
     chatq:batch:<id>:lines    list: one compact entry per input line, in input order
     chatq:batch:<id>:queued   bitmap: lines published in the current epoch
+    chatq:batch:<id>:done     bitmap: lines whose job has ended (set by the fleet's
+                              sweeper and at submit), so the batch is known done
+                              without anyone reading every line
     chatq:batch:<id>:cids     set: custom_ids seen while indexing (then dropped)
     chatq:batch:<id>:follower a heartbeat while some process follows the batch
     chatq:batches             sorted set: batch ids by creation time
@@ -141,7 +144,8 @@ class BatchStore:
         return f"chatq:batch:{batch_id}" + (f":{part}" if part else "")
 
     def _keys(self, batch_id: str) -> list[str]:
-        return [self.key(batch_id)] + [self.key(batch_id, p) for p in ("lines", "queued", "cids")]
+        parts = ("lines", "queued", "cids", "done")
+        return [self.key(batch_id)] + [self.key(batch_id, p) for p in parts]
 
     # -- the record ----------------------------------------------------------------------
     def record(self, batch_id: str) -> BatchRecord | None:
@@ -272,6 +276,41 @@ class BatchStore:
                    "children": [], "date_done": now, "task_id": task_id}  # fmt: skip
             pipe.set(META_PREFIX + task_id, json.dumps(doc), ex=self.ttl, nx=True)
         pipe.execute()
+
+    # -- lines known ended ---------------------------------------------------------------
+    def mark_done(self, batch_id: str, positions: Iterable[int], *, ended: bool = True) -> None:
+        """Set (or, with `ended` False, clear) the done bit of these lines."""
+        positions = list(positions)
+        if not positions:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        key = self.key(batch_id, "done")
+        for pos in positions:
+            pipe.setbit(key, pos, 1 if ended else 0)
+        pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    def finish_if_complete(self, batch_id: str, *, last_result: float | None) -> bool:
+        """Mark a running batch done when every valid line has ended; whether it did.
+
+        `last_result` (epoch seconds) is the latest result seen for it; the batch's
+        `finished` is the latest of those, so its elapsed time ends at its last result.
+        """
+        key = self.key(batch_id)
+        record = self.record(batch_id)
+        if record is None:
+            return False
+        latest = float(self.client.hget(key, "last_result") or 0)
+        if last_result is not None and last_result > latest:
+            latest = last_result
+            self.client.hset(key, "last_result", repr(latest))
+        if record.state != "running":
+            return False
+        ended = self.client.bitcount(self.key(batch_id, "done"))
+        if ended < record.lines - record.invalid:
+            return False
+        self.save(batch_id, state="done", finished=latest or time.time())
+        return True
 
     # -- followers -----------------------------------------------------------------------
     def beat(self, batch_id: str, *, seconds: float = 15) -> None:
