@@ -14,6 +14,7 @@ called again (their ids are claimed, their results stored).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from celery import states
 from celery.worker import state as worker_state
 
 from chatq.errors import ChatqError, InvalidRequest, JobFailed
-from tasks.chat import PrivateRequest, run_job, worker_registry
+from tasks.chat import PrivateRequest, run_job, worker_claims, worker_registry
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 from worker.chat.types import ChatRequest
 
@@ -41,7 +42,16 @@ class _ChunkRequest(PrivateRequest):
         return chunk_summary(args)
 
 
-@app.task(name=CHAT_MANY_TASK, bind=True, Request=_ChunkRequest, max_retries=0, typing=False)
+# A chunk's own STARTED state helps nobody (each job has its own) and storing it is one
+# more write that can fail in a Redis outage and fail the whole chunk: not tracked.
+@app.task(
+    name=CHAT_MANY_TASK,
+    bind=True,
+    Request=_ChunkRequest,
+    max_retries=0,
+    typing=False,
+    track_started=False,
+)
 def chat_many(self: Any, jobs: Any) -> dict[str, int]:
     """Run a chunk of `[task_id, request_dict]` pairs concurrently, storing each job's
     ChatResponse (or failure) under its own task id.
@@ -82,7 +92,14 @@ def _one(job: str, data: Any, backend: Any, started: float) -> str:
         return "failed"
     if response is None:
         return "skipped"
-    _store_success(backend, job, response)
+    try:
+        _store_success(backend, job, response)
+    except Exception:
+        # Paid for but not stored (Redis gone past every retry): let go of the claim
+        # so that the fleet's sweeper can run the job again rather than wait it out.
+        with contextlib.suppress(Exception):
+            worker_claims().release_mine(job)
+        raise
     return "succeeded"
 
 

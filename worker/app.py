@@ -169,7 +169,11 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "worker_send_task_events": True,
         "result_expires": settings.result_ttl,
         "result_backend_always_retry": True,
-        "result_backend_max_retries": 10,
+        # Full-jitter waits from 0.2 s doubling to 3 s, 20 of them: about 25 s in all,
+        # longer than a Redis restart takes (Celery's defaults gave up after 2-5 s).
+        "result_backend_max_retries": 20,
+        "result_backend_base_sleep_between_retries_ms": 200,
+        "result_backend_max_sleep_between_retries_ms": 3000,
         # Storing a result keeps trying through a Redis restart: a job paid for must not
         # lose its answer to a dropped connection.
         "result_backend_transport_options": {"retry_policy": {"timeout": RECONNECT_WINDOW}},

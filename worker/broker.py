@@ -2,6 +2,13 @@
 
 - A queue entry that is not a kombu message (garbage pushed straight onto a list) is
   logged and dropped instead of stopping the worker with "Unrecoverable error".
+- A channel whose broker connection was already closed (a Redis restart makes Celery
+  close its connection twice: once when it fails, once when it reconnects) has no
+  connection details left; kombu still tried to open a pool through it to restore the
+  messages it held, and died with "'NoneType' object has no attribute 'hostname'",
+  taking the worker down. It now fails with a connection error, which Celery ignores
+  while it reconnects; those messages stay in Redis's unacknowledged set, and the
+  fleet's sweeper sends their jobs again.
 - kombu builds a new `redis.Redis` object for every command it sends outside its
   polling loop (each event, each acknowledgement, each publish), and redis-py 8 fills a
   table of several hundred response callbacks for each one: a sixth of a worker's CPU
@@ -14,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 __all__ = ["Transport"]
@@ -28,6 +36,12 @@ class Channel(kombu_redis.Channel):
         except (ValueError, TypeError, KeyError) as exc:  # json/str decoding of the entry
             log.error("dropped a queue entry that is not a task message (%s)", type(exc).__name__)
             return False
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        transport = self.connection
+        if transport is None or transport.client is None:
+            raise redis.ConnectionError("the broker connection is already closed")
+        return super()._get_pool(asynchronous=asynchronous)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:  # the polling loop's own client, on its own pool

@@ -51,6 +51,14 @@ end
 return {'busy', ''}
 """
 
+_RELEASE_MINE = """
+local token = redis.call('get', KEYS[1])
+if token and string.sub(token, 1, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
@@ -73,6 +81,7 @@ class Claims:
         self._client = client
         self._ttl_ms = max(1, int(ttl * 1000))
         self._release = client.register_script(_RELEASE)
+        self._release_mine = client.register_script(_RELEASE_MINE)
         self._claim = client.register_script(_CLAIM)
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -96,3 +105,7 @@ class Claims:
     def release(self, job_id: str, token: str) -> None:
         """Give the claim up, if it is still ours."""
         self._release(keys=[self.PREFIX + job_id], args=[token])
+
+    def release_mine(self, job_id: str) -> None:
+        """Give the claim up if this process holds it, whatever its token."""
+        self._release_mine(keys=[self.PREFIX + job_id], args=[self._owner + ":"])

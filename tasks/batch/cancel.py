@@ -10,8 +10,6 @@ ids that no worker remembers as revoked.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +19,8 @@ import redis
 
 from config import PROVIDERS
 from tasks.batch.store import CHUNK, BatchStore, outcome_of
-from worker.app import CHAT_MANY_TASK, CHAT_TASK, DEFAULT_QUEUE, queue_for
+from tasks.recovery.messages import job_ids_of_raw
+from worker.app import DEFAULT_QUEUE, queue_for
 
 __all__ = ["CancelReport", "cancel_batch", "purge_jobs"]
 
@@ -66,26 +65,7 @@ def purge_jobs(client: redis.Redis, ids: set[str], queues: Iterable[str] | None 
     removed = 0
     for queue in queues or [DEFAULT_QUEUE] + [queue_for(p) for p in PROVIDERS]:
         for raw in client.lrange(queue, 0, -1):
-            jobs = _job_ids(raw)
+            jobs = job_ids_of_raw(raw)
             if jobs and all(j in ids for j in jobs):
                 removed += client.lrem(queue, 1, raw)
     return removed
-
-
-def _job_ids(raw: bytes) -> list[str]:
-    """The job ids a kombu message (as the Redis transport stores it) carries."""
-    try:
-        message = json.loads(raw)
-        headers = message.get("headers") or {}
-        task = headers.get("task")
-        if task == CHAT_TASK:
-            return [headers["id"]]
-        if task != CHAT_MANY_TASK:
-            return []
-        body = message["body"]
-        if (message.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return [pair[0] for pair in args[0]]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return []

@@ -49,19 +49,6 @@ class Fleet:
         return [json.loads(m) for m in self.client.lrange(queue, 0, -1)]
 
 
-def job_ids(message: dict) -> list[str]:
-    """The job ids a queued kombu message carries."""
-    import base64
-
-    headers = message["headers"]
-    if headers["task"] == "chatq.chat":
-        return [headers["id"]]
-    body = message["body"]
-    if message["properties"].get("body_encoding") == "base64":
-        body = base64.b64decode(body)
-    return [pair[0] for pair in json.loads(body)[0][0]]
-
-
 @pytest.fixture
 def fleet(env, producer_for) -> Iterator[Fleet]:
     env.update(FAST)

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from tasks.batch.store import BatchStore
+from tasks.recovery.messages import job_ids
 from tests.cli.test_chat import chatq
-from tests.recovery.conftest import job_ids
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from tasks.recovery.messages import job_ids
 from tasks.recovery.sweeper import LEASE, Sweeper
-from tests.recovery.conftest import job_ids, wait_past_lost_after
+from tests.recovery.conftest import wait_past_lost_after
 
 HELLO = [{"role": "user", "content": "hello"}]
 QUEUE = "chat.mock"
@@ -141,3 +142,17 @@ def test_one_process_sweeps_at_a_time(fleet):
     assert fleet.sweeper.lease() is True  # renewed by its holder
     fleet.client.delete(LEASE)  # the holder died and its lease ran out
     assert other.lease() is True
+
+
+def test_a_finished_message_whose_ack_was_lost_is_acknowledged_by_the_sweeper(fleet):
+    finished, _unfinished = _publish(fleet, 2)
+    for tag in (b"tag-1", b"tag-2"):  # the two messages, oldest first
+        message = fleet.take(QUEUE, holder=None)
+        fleet.client.hset("unacked", tag, json.dumps([message, "", QUEUE]))
+        fleet.client.zadd("unacked_index", {tag: 1.0})  # taken long ago
+    _store_success(fleet, finished)
+
+    report = fleet.sweeper.sweep()
+
+    assert report.acks_completed == 1
+    assert fleet.client.hkeys("unacked") == [b"tag-2"]  # the broker will hand it out again
