@@ -163,15 +163,19 @@ class Producer:
             WaitTimedOut: no result within `timeout` seconds (the job may still finish).
             ChatqError: (its own subclass) the job failed; a failure of another kind
                 arrives as JobFailed naming it.
-            RedisUnavailable: Redis could not be read, after bounded retries.
+            RedisUnavailable: Redis did not answer within CHATQ_REDIS_TIMEOUT (or could
+                not be reached for as long).
         """
         job = result if isinstance(result, str) else result.id
         backend = self.app.backend
+        key = backend.get_key_for_task(job)
+        client = self.runtime.redis()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
-            with translated(self.runtime.redis_url):  # after Celery's bounded retries
-                meta = backend.get_task_meta(job)
+            with translated(self.runtime.redis_url):  # a bounded client: never a hang
+                raw = client.get(key)
+            meta = backend.decode_result(raw) if raw is not None else {"status": states.PENDING}
             if meta["status"] == states.SUCCESS:
                 return ChatResponse.model_validate(meta["result"])
             if meta["status"] in states.PROPAGATE_STATES:

@@ -24,11 +24,13 @@ import redis
 from celery import Celery
 
 from config import PROVIDERS, Settings
+from tasks.redis_watch import watch
 from worker.app import configure
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
 from worker.embedded_redis import EmbeddedRedis
 from worker.limits.backends import keys_of
+from worker.redis_guard import bounded_client, translated
 
 __all__ = ["LocalWorkers", "Runtime", "open_runtime"]
 
@@ -144,6 +146,8 @@ class Runtime:
         self.embedded = embedded
         self.workers = workers
         self._redis: redis.Redis | None = None
+        #: Set when chatq's data on this Redis was lost since this machine last looked.
+        self.data_lost: str | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -152,13 +156,11 @@ class Runtime:
         return self.embedded is not None
 
     def redis(self) -> redis.Redis:
-        """A client of the same Redis the queue uses (for batch records and limits)."""
+        """A client of the same Redis the queue uses (batch records, journal, results),
+        bounded: a Redis that does not answer within CHATQ_REDIS_TIMEOUT raises."""
         with self._lock:
             if self._redis is None:
-                self._redis = redis.Redis.from_url(
-                    self.redis_url, socket_connect_timeout=5, socket_timeout=30,
-                    health_check_interval=25,
-                )  # fmt: skip
+                self._redis = bounded_client(self.redis_url, timeout=self.settings.redis_timeout)
             return self._redis
 
     def close(self) -> None:
@@ -230,4 +232,7 @@ def open_runtime(settings: Settings, *, start_workers: bool = True) -> Runtime:
         settings, app, build_registry(settings), url, embedded=embedded, workers=workers
     )
     atexit.register(runtime.close)
+    with translated(url):
+        runtime.data_lost = watch(runtime.redis(), url, home=settings.home,
+                                  ttl=settings.result_ttl)  # fmt: skip
     return runtime

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +26,7 @@ import redis
 from chatq import errors
 from tests.conftest import chatq_env
 from tests.fake_upstream import FakeUpstream, Received
+from tests.redis_server import free_port
 from worker.embedded_redis import EmbeddedRedis
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
@@ -59,7 +59,7 @@ def test_a_thousand_jobs_survive_a_killed_worker_a_redis_restart_and_a_faulty_up
     tmp_path: Path, start_worker, producer_for
 ):
     began = time.monotonic()
-    port = _free_port()
+    port = free_port()
     server = EmbeddedRedis(tmp_path / "redis-home", port=port)
     url = server.start()
     upstream = FakeUpstream(chaos=CHAOS, timeout_delay=1.5, delay=0.1, seed=7).start()
@@ -203,9 +203,3 @@ def _wait_for(condition, *, timeout: float) -> None:
         if time.monotonic() > end:
             raise AssertionError("the chaos run stalled")
         time.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

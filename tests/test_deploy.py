@@ -21,6 +21,7 @@ import pytest
 import redis
 import yaml
 
+from tests.redis_server import free_port
 from worker.embedded_redis import find_redis_server
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,7 @@ def test_no_api_key_is_written_in_the_compose_file_or_the_procfile():
 
 
 def test_the_compose_redis_command_runs_and_refuses_clients_without_the_password(tmp_path):
-    port = _free_port()
+    port = free_port()
     argv = expand(SERVICES["redis"]["command"], {"REDIS_PASSWORD": "s3cret-pw"})
     argv[0] = find_redis_server()
     argv += ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
@@ -135,7 +136,7 @@ def test_each_worker_command_starts_a_worker_that_answers_a_job(
 
 @pytest.mark.parametrize("source", ["compose", "procfile"])
 def test_the_flower_command_serves_the_dashboard_only_behind_basic_auth(source, env, tmp_path):
-    port = _free_port()
+    port = free_port()
     if source == "compose":
         argv = expand(
             SERVICES["flower"]["command"], {"FLOWER_USER": "ops", "FLOWER_PASSWORD": "pw"}
@@ -166,12 +167,6 @@ def _local(argv: list[str]) -> list[str]:
     """Run `celery` as this interpreter's module, as the container's entry point would."""
     assert argv[0] == "celery"
     return [sys.executable, "-m", "celery", *argv[1:]]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_port(port: int, timeout: float = 15.0) -> None:

@@ -3,7 +3,6 @@ the server with its password redacted; never a hang, never a traceback."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -12,17 +11,12 @@ import redis
 
 from chatq.errors import RedisUnavailable
 from tests.cli.test_chat import chatq
+from tests.redis_server import free_port
 from worker.embedded_redis import EmbeddedRedis
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting, translated
 
 HELLO = [{"role": "user", "content": "hello"}]
 PASSWORD = "hunter2-redis-pw"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_reconnect_policy_keeps_trying_for_about_its_window_and_no_longer():
@@ -51,7 +45,7 @@ def test_other_errors_pass_through_untouched():
 def test_enqueue_with_redis_unreachable_fails_fast_naming_the_url_without_its_password(
     env, producer_for
 ):
-    port = _closed_port()
+    port = free_port()
     env["REDIS_URL"] = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     producer = producer_for(env)
     started = time.monotonic()
@@ -83,7 +77,7 @@ def test_waiting_while_redis_goes_away_ends_in_a_clear_error_not_a_hang(
 
 @pytest.mark.integration
 def test_the_cli_with_redis_unreachable_exits_1_with_one_line_and_no_traceback(tmp_path):
-    port = _closed_port()
+    port = free_port()
     env = {"REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:{port}/0", "CHATQ_HOME": str(tmp_path)}
     started = time.monotonic()
     done = chatq("chat", "mock/echo", "hello", env=env, timeout=60)

@@ -148,6 +148,8 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "unacked_restore_throttle": 1,
         "max_connections": redis_connections,
         "socket_connect_timeout": 5,
+        # A frozen Redis must be noticed (and reconnected to), never waited on forever.
+        "socket_timeout": settings.redis_timeout,
         "socket_keepalive": True,
         "health_check_interval": 25,
     }
@@ -179,7 +181,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "result_backend_transport_options": {"retry_policy": {"timeout": RECONNECT_WINDOW}},
         "redis_max_connections": redis_connections,
         "redis_socket_connect_timeout": 5,
-        "redis_socket_timeout": 30,
+        "redis_socket_timeout": settings.redis_timeout,
         "redis_retry_on_timeout": True,
         "broker_transport_options": transport,
         "broker_pool_limit": pool_limit,

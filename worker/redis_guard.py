@@ -22,7 +22,14 @@ from redis.retry import Retry
 from chatq.errors import RedisUnavailable
 from chatq.redaction import redact
 
-__all__ = ["RECONNECT_WINDOW", "reconnecting", "translated", "unavailable"]
+__all__ = [
+    "RECONNECT_WINDOW",
+    "UNREACHABLE",
+    "bounded_client",
+    "reconnecting",
+    "translated",
+    "unavailable",
+]
 
 #: About how long (seconds) a client keeps reconnecting before it gives up.
 RECONNECT_WINDOW = 20.0
@@ -40,15 +47,43 @@ def reconnecting(window: float = RECONNECT_WINDOW) -> Retry:
     return Retry(backoff, waits)
 
 
+def bounded_client(url: str, *, timeout: float) -> redis.Redis:
+    """A client for a producer or a command, which must never hang: a Redis that does
+    not answer a command within `timeout` seconds (frozen, or unreachable) raises
+    at once; a refused connection (Redis restarting, which takes a second or two) is
+    tried again for about half as long.
+    """
+    backoff = ExponentialBackoff(cap=1.0, base=0.05)
+    tries, total = 0, 0.0
+    while total < timeout / 2:
+        tries += 1
+        total += backoff.compute(tries)
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(5.0, timeout),
+        health_check_interval=25,
+        retry=Retry(backoff, tries, supported_errors=(redis.ConnectionError,)),
+    )
+
+
 def unavailable(url: str, error: BaseException) -> RedisUnavailable:
     """The chatq error for a Redis at `url` that could not be reached."""
     reason = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (redis.TimeoutError, TimeoutError)):
+        return RedisUnavailable(f"Redis at {redact(url)} did not answer in time ({reason})")
     return RedisUnavailable(f"Redis at {redact(url)} is unreachable ({reason})")
 
 
 #: How a Redis that cannot be reached shows itself: through redis-py, through kombu
 #: (publishing) and through Celery's result backend (after its own retries).
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError, BackendError)
+UNREACHABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    TimeoutError,
+    OperationalError,
+    BackendError,
+)
 
 
 @contextlib.contextmanager
@@ -56,7 +91,7 @@ def translated(url: str) -> Iterator[None]:
     """Turn a Redis connection failure inside the block into `RedisUnavailable`."""
     try:
         yield
-    except _UNREACHABLE as exc:
+    except UNREACHABLE as exc:
         # Celery's backend errors say only "failed to get meta": the cause says why.
         cause = exc.__cause__ or exc.__context__ if isinstance(exc, BackendError) else None
         raise unavailable(url, cause or exc) from None

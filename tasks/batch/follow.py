@@ -19,6 +19,7 @@ from config import PROVIDERS
 from tasks.batch.cache import ResponseCache
 from tasks.batch.claims import stale
 from tasks.batch.snapshot import Snapshot
+from tasks.batch.spool import Spool
 from tasks.batch.store import (
     CANCELLED,
     CANCELLED_ERROR,
@@ -52,6 +53,7 @@ class Follower:
             at hand (lost lines are then only reported).
         stall: seconds without progress, with empty queues, before unclaimed lines are
             taken for lost and queued again.
+        spool: where each answer read is kept on this machine (see tasks/batch/spool).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Follower:
         republish: Callable[[list[int]], int] | None = None,
         stall: float = 20.0,
         is_stale: Callable[[bytes], bool] = stale,
+        spool: Spool | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -72,6 +75,7 @@ class Follower:
         self.republish = republish
         self.stall = stall
         self.is_stale = is_stale
+        self.spool = spool
         self.clock = clock
         self.sleep = sleep
         record = store.record(batch_id)
@@ -82,7 +86,7 @@ class Follower:
         ]
         self.snap = Snapshot(total=self.total)
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
-        self._running: list[int] = []
+        self._running: set[int] = set()
         self._stale: list[int] = []
 
     # -- one pass ------------------------------------------------------------------------
@@ -94,7 +98,7 @@ class Follower:
         line that no worker holds is final: cancelled.
         """
         finished = 0
-        running, stale_lines, to_cache = [], [], []
+        running, stale_lines, to_cache, to_keep = [], [], [], []
         for chunk_no, pending in enumerate(self.chunk_pending):
             if not pending:
                 continue
@@ -113,10 +117,13 @@ class Follower:
                 if outcome.state == PENDING:
                     still.append((pos, entry))
                     continue
-                self._finish(pos, outcome.state, response=outcome.response, error=outcome.error)
+                self._finish(pos, outcome.state, response=outcome.response, error=outcome.error,
+                             at=outcome.at)  # fmt: skip
                 finished += 1
-                if outcome.state == SUCCEEDED and entry.get("k"):
-                    to_cache.append((entry["k"], outcome.response))
+                if outcome.state == SUCCEEDED:
+                    to_keep.append((entry["t"], outcome.response))
+                    if entry.get("k"):
+                        to_cache.append((entry["k"], outcome.response))
             if still and (claims or cancelled):
                 tokens = self.store.claims([e["t"] for _, e in still])
                 for (pos, _entry), token in zip(still, tokens, strict=True):
@@ -130,15 +137,30 @@ class Follower:
                         running.append(pos)
         if self.cache is not None and to_cache:
             self.cache.put_many(to_cache)
+        if self.spool is not None:
+            self.spool.add(to_keep)
         if claims or cancelled:
-            self._running, self._stale = running, stale_lines
-            self.snap.running = len(running)
+            self._running, self._stale = set(running), stale_lines
+        # Read every poll, the claims only every few seconds: a line that finished since
+        # is no longer running, so that every count is as fresh as the others.
+        self.snap.running = len(self._running)
         return finished
 
-    def _finish(self, pos: int, state: int, *, response: Any = None, error: Any = None) -> None:
+    def _finish(
+        self,
+        pos: int,
+        state: int,
+        *,
+        response: Any = None,
+        error: Any = None,
+        at: float | None = None,
+    ) -> None:
         self.states[pos] = state
         self.chunk_pending[pos // CHUNK] -= 1
+        self._running.discard(pos)
         snap = self.snap
+        if at is not None and (snap.last_result is None or at > snap.last_result):
+            snap.last_result = at
         if state == SUCCEEDED:
             snap.succeeded += 1
             snap.input_tokens += int(response.get("input_tokens") or 0)
@@ -212,7 +234,7 @@ class Follower:
         }  # fmt: skip
         if done:
             fields["state"] = "cancelled" if cancelled else "done"
-            fields["finished"] = time.time()
+            fields["finished"] = snap.last_result or time.time()  # ends at its last result
         self.store.save(self.batch_id, **fields)
         if not done:
             self.store.beat(self.batch_id)

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,7 @@ from tasks.batch.store import (
     outcome_of,
 )
 from tasks.producer import Producer
+from tasks.redis_watch import lost_notice
 
 __all__ = [
     "Batches",
@@ -332,6 +333,14 @@ class Batches:
         """
         record = self.store.record(batch_id)
         if record is None:
+            runtime = self.producer.runtime
+            notice = lost_notice(runtime.redis_url, home=runtime.settings.home)
+            if notice:
+                raise InvalidRequest(
+                    f"no batch {batch_id!r}: {notice}; a batch submitted before then was "
+                    "lost with them: submit it again (`chatq batch run` keeps the answers "
+                    "it had already read, and does not pay for them twice)"
+                )
             raise InvalidRequest(f"no batch {batch_id!r} (never submitted, or expired)")
         return record
 
@@ -345,7 +354,12 @@ class Batches:
         record = self.record(batch_id)
         follower = Follower(self.store, None, batch_id)
         follower.scan(claims=True, cancelled=record.state == "cancelled")
-        return record, follower.snap
+        snap = follower.snap
+        if snap.pending == 0 and record.state == "running":  # done, whoever looked first
+            finished = snap.last_result or time.time()
+            self.store.save(batch_id, state="done", finished=finished)
+            record = replace(record, state="done", finished=finished)
+        return record, snap
 
     def results(self, batch_id: str) -> Iterator[Result]:
         """Every line's result in input order, read in chunks (a line with no result yet

@@ -16,8 +16,9 @@ from tasks.batch.claims import only_holders, stale
 from tasks.batch.follow import Follower
 from tasks.batch.service import Batches, Source
 from tasks.batch.snapshot import Snapshot
+from tasks.batch.spool import Spool
 
-__all__ = ["follow", "owns_fresh_redis", "runtime_batches"]
+__all__ = ["follow", "owns_fresh_redis", "restore_answers", "runtime_batches"]
 
 
 @contextmanager
@@ -61,5 +62,17 @@ def follow(
     if source is not None:
         republish = lambda positions: batches.republish(batch_id, source, positions)  # noqa: E731
     follower = Follower(batches.store, batches.cache, batch_id, republish=republish,
-                        is_stale=batches.is_stale)  # fmt: skip
+                        is_stale=batches.is_stale, spool=_spool(batches, batch_id))  # fmt: skip
     return follower.run(progress=progress)
+
+
+def restore_answers(batches: Batches, batch_id: str) -> int:
+    """Put back, as results, the answers this machine kept for the batch where Redis
+    lost them (a restart with no persistence); how many. Old spools are pruned."""
+    settings = batches.producer.runtime.settings
+    Spool.prune(settings.home, ttl=settings.result_ttl)
+    return _spool(batches, batch_id).restore(batches.store)
+
+
+def _spool(batches: Batches, batch_id: str) -> Spool:
+    return Spool(batches.producer.runtime.settings.home, batch_id)

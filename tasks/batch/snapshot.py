@@ -22,6 +22,8 @@ class Snapshot:
     output_tokens: int = 0
     rate: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    #: When the latest result seen was stored (epoch seconds), if any.
+    last_result: float | None = None
 
     @property
     def finished(self) -> int:

@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import redis
@@ -30,6 +31,7 @@ __all__ = [
     "BatchRecord",
     "BatchStore",
     "Outcome",
+    "done_at",
     "outcome_of",
 ]
 
@@ -83,11 +85,13 @@ class BatchRecord:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A line's outcome: state (a module constant), its response or its error."""
+    """A line's outcome: state (a module constant), its response or its error, and
+    when its result was stored (epoch seconds)."""
 
     state: int
     response: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    at: float | None = None
 
 
 _PENDING = Outcome(PENDING)
@@ -103,12 +107,26 @@ def outcome_of(meta: bytes | None) -> Outcome:
         return _PENDING
     status = doc.get("status")
     if status == "SUCCESS":
-        return Outcome(SUCCEEDED, response=doc.get("result"))
+        return Outcome(SUCCEEDED, response=doc.get("result"), at=done_at(doc))
     if status == "FAILURE":
-        return Outcome(FAILED, error=_failure(doc.get("result")))
+        return Outcome(FAILED, error=_failure(doc.get("result")), at=done_at(doc))
     if status == "REVOKED":
-        return Outcome(CANCELLED, error=CANCELLED_ERROR)
+        return Outcome(CANCELLED, error=CANCELLED_ERROR, at=done_at(doc))
     return _PENDING
+
+
+def done_at(doc: dict[str, Any] | None) -> float | None:
+    """A stored result's `date_done` as epoch seconds (Celery writes ISO times in UTC)."""
+    raw = (doc or {}).get("date_done")
+    if not isinstance(raw, str):
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
 
 CANCELLED_ERROR = {"type": "Cancelled", "message": "the batch was cancelled before this line ran"}
@@ -265,17 +283,18 @@ class BatchStore:
     def clear_queued(self, batch_id: str) -> None:
         self.client.delete(self.key(batch_id, "queued"))
 
-    def put_metas(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Store SUCCESS results for task ids that have none (cached answers)."""
+    def put_metas(self, items: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Store SUCCESS results for task ids that have none (cached or kept answers);
+        how many were stored."""
         if not items:
-            return
+            return 0
         pipe = self.client.pipeline(transaction=False)
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000", time.gmtime())
         for task_id, result in items:
             doc = {"status": "SUCCESS", "result": result, "traceback": None,
                    "children": [], "date_done": now, "task_id": task_id}  # fmt: skip
             pipe.set(META_PREFIX + task_id, json.dumps(doc), ex=self.ttl, nx=True)
-        pipe.execute()
+        return sum(1 for stored in pipe.execute() if stored)
 
     # -- lines known ended ---------------------------------------------------------------
     def mark_done(self, batch_id: str, positions: Iterable[int], *, ended: bool = True) -> None:

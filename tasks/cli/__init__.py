@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from chatq.errors import ChatqError
-from config import SettingsError, load_settings
+from config import Settings, SettingsError, load_settings
 from tasks.cli import batch, chat, judge
 from tasks.cli.common import (
     COMMANDS,
@@ -29,6 +29,7 @@ from tasks.cli.common import (
     exit_code,
     fail,
 )
+from worker.redis_guard import UNREACHABLE, unavailable
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -42,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_parser(sub)
     chat.add_limits_parser(sub)
     return parser
+
+
+def _redis_url(settings: Settings) -> str:
+    """The Redis a command uses: REDIS_URL, else the embedded one of CHATQ_HOME."""
+    from worker.embedded_redis import running_url
+
+    return settings.redis_url or running_url(settings.home) or f"embedded ({settings.home})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args, settings)
     except ChatqError as exc:
         return fail(f"{type(exc).__name__}: {exc}", exit_code(exc))
+    except UNREACHABLE as exc:  # whichever command met it: one line naming the server
+        error = unavailable(_redis_url(settings), exc)
+        return fail(f"{type(error).__name__}: {error}", exit_code(error))
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except Exception as exc:  # the last line of defence: one clear line, no traceback

@@ -22,7 +22,7 @@ from config import Settings
 from tasks.batch.cancel import cancel_batch
 from tasks.batch.output import FORMATS, write_results
 from tasks.batch.service import Batches, FileSource, SubmitReport, default_batch_id
-from tasks.batch.session import follow, owns_fresh_redis, runtime_batches
+from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runtime_batches
 from tasks.batch.snapshot import Snapshot
 from tasks.batch.store import BatchRecord
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
@@ -97,6 +97,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         refused = _strict(batches, source, batch_id) if args.strict else None
         if refused is not None:
             return refused
+        kept = restore_answers(batches, batch_id)
+        if kept:
+            print(f"chatq: {kept:,} answer(s) this machine had already read were put back "
+                  "(Redis had lost them): not paid for again", file=sys.stderr)  # fmt: skip
         try:
             report = batches.submit(
                 batch_id, source, retry_failed=args.retry_failed, use_cache=args.cache,

@@ -19,7 +19,7 @@ from typing import Any
 from chatq.errors import InvalidRequest
 from config import Settings
 from tasks.batch.output import write_rows
-from tasks.batch.session import follow, owns_fresh_redis, runtime_batches
+from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runtime_batches
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
 from tasks.cli.progress import Progress, format_duration
 from tasks.judge.parse import SCORED, parse_scale
@@ -94,6 +94,7 @@ def _judge(args: argparse.Namespace, settings: Settings) -> int:
         batches.producer.runtime.registry.resolve(args.model)  # refuse before any work
         source = JudgeSource(path, options, prepare=batches.producer.prepare)
         batch_id = args.batch_id or source.batch_id()
+        restore_answers(batches, batch_id)
         try:
             report = batches.submit(batch_id, source, retry_failed=args.retry_failed,
                                     use_cache=args.cache, requeue=owns_fresh_redis(batches),

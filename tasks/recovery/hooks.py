@@ -15,10 +15,12 @@ from typing import Any
 import redis
 from celery import signals
 
+from chatq.redaction import redact
 from tasks.recovery.journal import Journal
 from tasks.recovery.sweeper import Sweeper
 from worker.app import CHAT_MANY_TASK, CHAT_TASK, app, current_settings, worker_redis
 from worker.heartbeat import Heartbeat, this_process
+from worker.redis_memory import persistence_warning
 
 __all__: list[str] = []
 
@@ -57,7 +59,14 @@ def _start_heartbeat() -> None:
 def _worker_ready(sender: Any = None, **kw: Any) -> None:
     _start_heartbeat()
     if _Running.sweeper is None:
-        _Running.sweeper = Sweeper(_client(), app, current_settings()).start()
+        client = _client()
+        try:
+            warning = persistence_warning(client, redact(app.conf.broker_url))
+        except redis.RedisError:
+            warning = None
+        if warning:
+            log.warning("%s", warning)
+        _Running.sweeper = Sweeper(client, app, current_settings()).start()
 
 
 @signals.worker_process_init.connect

@@ -29,18 +29,18 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 import redis
 
 from config import PROVIDERS, Settings
-from tasks.batch.store import CLAIM_PREFIX, META_PREFIX, BatchStore
+from tasks.batch.store import CLAIM_PREFIX, META_PREFIX, BatchStore, done_at
 from tasks.recovery.journal import Entry, Journal, server_time
 from tasks.recovery.messages import UNACKED, UNACKED_INDEX, job_ids
 from tasks.recovery.outbox import Envelope, Outbox
 from worker.app import DEFAULT_QUEUE, queue_for
 from worker.heartbeat import alive, holder_of, this_process
+from worker.redis_memory import Marker
 
 __all__ = ["LEASE", "Sweep", "Sweeper"]
 
@@ -105,6 +105,8 @@ class Sweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self.marker = Marker(client, ttl=settings.result_ttl)
+        self._marker: float | None = None
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> Sweeper:
@@ -147,6 +149,7 @@ class Sweeper:
     def sweep(self) -> Sweep:
         """Settle every taken message, then every message that should have been taken."""
         report = Sweep()
+        self._check_memory()
         now = server_time(self.client)
         running = self.journal.running(limit=20_000)
         for start in range(0, len(running), _SETTLE_AT_ONCE):
@@ -166,6 +169,17 @@ class Sweeper:
                 self._settle(waiting[start : start + _SETTLE_AT_ONCE], queue, now, report)
         report.acks_completed = self._complete_failed_acks()
         return report
+
+    def _check_memory(self) -> None:
+        """Say so, once, when Redis came back empty since the last sweep."""
+        state = self.marker.touch()
+        if self._marker is not None and state.created != self._marker:
+            log.warning(
+                "Redis came back empty (run %s): the jobs queued and the results and "
+                "batch records stored before are gone; batches must be submitted again",
+                state.run_id[:12],
+            )
+        self._marker = state.created
 
     def _complete_failed_acks(self) -> int:
         """Acknowledge, on their workers' behalf, taken messages whose jobs have all
@@ -300,7 +314,7 @@ class Sweeper:
 
     def _note_ended(self, batch_id: str, ended: list[_Job], touched: dict) -> None:
         self.batches.mark_done(batch_id, [j.position for j in ended if j.position is not None])
-        last = max((_done_at(j.meta) for j in ended), default=None, key=lambda t: t or 0)
+        last = max((done_at(j.meta) for j in ended), default=None, key=lambda t: t or 0)
         previous = touched.get(batch_id)
         touched[batch_id] = max(t for t in (previous, last, 0.0) if t is not None) or None
 
@@ -317,17 +331,3 @@ def _decode(meta: bytes | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _done_at(meta: dict[str, Any] | None) -> float | None:
-    """A stored result's `date_done` as epoch seconds (Celery writes UTC ISO times)."""
-    raw = (meta or {}).get("date_done")
-    if not isinstance(raw, str):
-        return None
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
