@@ -19,7 +19,8 @@ from chatq.errors import ChatqError
 from chatq.redaction import redact
 from tests.cli.test_chat import chatq
 from tests.fake_upstream import Answer
-from tests.test_deploy import _free_port, _wait_for_port
+from tests.redis_server import free_port
+from tests.test_deploy import _wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +105,7 @@ def test_a_full_run_leaves_no_key_anywhere(env, upstream, producer_for, start_wo
     files = "\n".join(p.read_text() for p in tmp_path.glob("out.jsonl*"))
 
     # Flower's API, behind basic auth, after all of it.
-    port = _free_port()
+    port = free_port()
     flower_log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker", "flower", f"--port={port}",

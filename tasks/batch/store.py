@@ -183,6 +183,7 @@ class BatchStore:
             pipe.expire(key, self.ttl)
         if "created" in fields:
             pipe.zadd(_INDEX, {batch_id: float(fields["created"])})
+        pipe.expire(_INDEX, self.ttl)  # outlives the newest batch; stale ids are pruned
         pipe.execute()
 
     def batch_ids(self) -> list[str]:

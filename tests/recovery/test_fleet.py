@@ -22,6 +22,11 @@ pytestmark = pytest.mark.integration
 QUICK = {"CHATQ_SWEEP_INTERVAL": "0.5", "CHATQ_LOST_AFTER": "2", "CHATQ_CHUNK_SIZE": "4"}
 
 
+def figures(**values: object) -> None:
+    """One JSON line of a fault's figures (`pytest -s` shows it; the README quotes it)."""
+    print("FIGURES " + json.dumps(values))
+
+
 def _batch_file(path: Path, lines: int) -> Path:
     with open(path, "w") as handle:
         for i in range(lines):
@@ -72,6 +77,13 @@ def test_a_killed_workers_lines_come_back_in_seconds_with_nobody_following(
     status = json.loads(chatq("batch", "status", batch_id, "--json", env=env).stdout)
     assert (status["state"], status["succeeded"], status["lines"]) == ("done", 40, 40)
     answers = _answers(upstream)
+    figures(
+        fault="a worker SIGKILLed with calls in flight",
+        lines=40,
+        in_flight=in_flight,
+        paid_twice=sum(n - 1 for n in answers.values()),
+        recovered_s=round(recovered, 1),
+    )
     assert set(answers) == {f"line {i}" for i in range(40)}
     assert sum(n - 1 for n in answers.values()) <= in_flight  # paid twice: in flight only
     assert recovered < 30  # not the broker's visibility timeout (minutes)
