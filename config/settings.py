@@ -96,6 +96,10 @@ class Settings:
     sweep_interval: float = 5.0
     lost_after: float = 15.0
     redis_timeout: float = 10.0
+    #: The keys HTTP clients must present to `chatq serve` (empty: no key asked).
+    gateway_keys: tuple[Secret, ...] = ()
+    max_body_bytes: int = 1 << 20
+    max_file_bytes: int = 200 << 20
 
     @property
     def visibility_timeout(self) -> int:
@@ -184,6 +188,11 @@ def load_settings(
         sweep_interval=_get(src, "CHATQ_SWEEP_INTERVAL", _positive(float), 5.0),
         lost_after=_get(src, "CHATQ_LOST_AFTER", _positive(float), 15.0),
         redis_timeout=_get(src, "CHATQ_REDIS_TIMEOUT", _positive(float), 10.0),
+        gateway_keys=tuple(
+            Secret(k.strip()) for k in (src.get("CHATQ_API_KEYS") or "").split(",") if k.strip()
+        ),
+        max_body_bytes=_get(src, "CHATQ_MAX_BODY_BYTES", _positive(int), 1 << 20),
+        max_file_bytes=_get(src, "CHATQ_MAX_FILE_BYTES", _positive(int), 200 << 20),
     )
 
 

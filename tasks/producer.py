@@ -167,25 +167,42 @@ class Producer:
                 not be reached for as long).
         """
         job = result if isinstance(result, str) else result.id
-        backend = self.app.backend
-        key = backend.get_key_for_task(job)
+        key = self.result_key(job)
         client = self.runtime.redis()
         end = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
             with translated(self.runtime.redis_url):  # a bounded client: never a hang
                 raw = client.get(key)
-            meta = backend.decode_result(raw) if raw is not None else {"status": states.PENDING}
-            if meta["status"] == states.SUCCESS:
-                return ChatResponse.model_validate(meta["result"])
-            if meta["status"] in states.PROPAGATE_STATES:
-                raise as_chatq_error(meta["result"], job)
+            response = self.read(job, raw)
+            if response is not None:
+                return response
             if end is not None and time.monotonic() >= end:
                 raise WaitTimedOut(
                     f"job {job} gave no result within {timeout:g}s (it may still finish)",
                 )
             time.sleep(pause if end is None else max(0.0, min(pause, end - time.monotonic())))
             pause = min(pause * 1.5, 0.25)
+
+    def result_key(self, job: str) -> str:
+        """The Redis key where the job's result will be stored."""
+        return self.app.backend.get_key_for_task(job).decode()
+
+    def read(self, job: str, raw: bytes | None) -> ChatResponse | None:
+        """The job's ChatResponse from its stored result (`raw`, as read from
+        `result_key`), None while it has none.
+
+        Raises:
+            ChatqError: (its own subclass) the job failed.
+        """
+        if raw is None:
+            return None
+        meta = self.app.backend.decode_result(raw)
+        if meta["status"] == states.SUCCESS:
+            return ChatResponse.model_validate(meta["result"])
+        if meta["status"] in states.PROPAGATE_STATES:
+            raise as_chatq_error(meta["result"], job)
+        return None
 
 
 def as_chatq_error(exc: Any, job_id: str) -> ChatqError:

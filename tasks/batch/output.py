@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMATS", "Result", "format_line", "write_results", "write_rows"]
+__all__ = ["FORMATS", "Result", "completion", "format_line", "write_results", "write_rows"]
 
 FORMATS = ("chatq", "openai")
 PENDING_ERROR = {"type": "Pending", "message": "no result yet (the batch is still running)"}
@@ -46,7 +46,13 @@ def _openai(result: Result) -> dict[str, Any]:
         error = result.error or PENDING_ERROR
         out.update(response=None, error={"code": error["type"], "message": error["message"]})
         return out
-    r = result.response
+    body = completion(result.response, request_id)
+    out.update(response={"status_code": 200, "request_id": request_id, "body": body}, error=None)
+    return out
+
+
+def completion(r: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A ChatResponse (as a dict) as OpenAI's `chat.completion` object."""
     body = {
         "id": f"chatcmpl-{request_id}",
         "object": "chat.completion",
@@ -65,8 +71,7 @@ def _openai(result: Result) -> dict[str, Any]:
     }  # fmt: skip
     if r.get("cached"):
         body["chatq"] = {"cached": True}
-    out.update(response={"status_code": 200, "request_id": request_id, "body": body}, error=None)
-    return out
+    return body
 
 
 def write_results(results: Iterable[Result], path: Path, *, form: str = "chatq") -> int:

@@ -4,6 +4,7 @@
     tasks/cli/chat.py     providers, chat, limits
     tasks/cli/batch.py    batch run | submit | status | results | cancel | list
     tasks/cli/judge.py    judge, judge compare
+    tasks/cli/serve.py    serve (the HTTP gateway, run by uvicorn)
 
 Exit codes: 0 ok, 2 invalid input, 3 provider not found, 4 upstream failure after
 retries, 5 timed out waiting, 1 anything else (Redis unreachable, a broken setup).
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from chatq.errors import ChatqError
 from config import Settings, SettingsError, load_settings
-from tasks.cli import batch, chat, judge
+from tasks.cli import batch, chat, judge, serve
 from tasks.cli.common import (
     COMMANDS,
     EXIT_CODES,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_parser(sub)
     judge.add_parser(sub)
     chat.add_limits_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 
