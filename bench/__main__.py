@@ -29,7 +29,9 @@ from bench import measurements
 from bench.harness import Harness
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("overhead", "io_concurrency", "rate_limit", "enqueue", "memory", "batch")
+ORDER = (
+    "overhead", "io_concurrency", "rate_limit", "enqueue", "memory", "batch", "gateway",
+)  # fmt: skip
 #: Sizes for `--smoke`: every measurement runs end to end in seconds. Its figures say
 #: nothing about speed; it shows that the suite still runs (used by the tests).
 SMOKE = {
@@ -39,6 +41,7 @@ SMOKE = {
     "enqueue": {"jobs": 500},
     "memory": {"jobs": 60},
     "batch": {"lines": 200},
+    "gateway": {"requests": 100, "clients": 8},
 }
 
 
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if name == "batch":
                     figures = _batch(harness, Path(tmp), **sizes)
+                elif name == "gateway":
+                    from bench.gateway_bench import gateway
+
+                    figures = gateway(harness, Path(tmp), **sizes)
                 else:
                     figures = getattr(measurements, name)(harness, Path(tmp), **sizes)
             except Exception as exc:  # one broken measurement must not hide the others
@@ -145,6 +152,12 @@ def _row(name: str, m: dict) -> list[str]:
                 f"{m.get('run_peak_rss_mb')} MB, {m.get('run_seconds')} s",
                 f"raw LPUSH {m['baseline_lpush_per_s']:,} jobs/s", str(m["submit_vs_baseline"]),
                 m["target"], met]  # fmt: skip
+    if name == "gateway":
+        c, b = m["chatq"], m["baseline"]
+        return [f"gateway ({m['clients']} clients)",
+                f"{c['requests_per_s']} req/s, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms",
+                f"enqueue + wait: {b['requests_per_s']} req/s, p50 {b['p50_ms']} ms, "
+                f"p99 {b['p99_ms']} ms", str(m["ratio"]), m["target"], met]  # fmt: skip
     if name == "memory":
         c = m["chatq"]
         return [name, f"peak worker RSS {c['peak_rss_mb']} MB at concurrency {m['concurrency']}"

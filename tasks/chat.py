@@ -14,9 +14,10 @@ from typing import Any
 
 import redis
 from celery.exceptions import Ignore
+from celery.worker import state as worker_state
 from celery.worker.request import Request
 
-from chatq.errors import ChatqError, DeadlineExceeded, InvalidRequest
+from chatq.errors import ChatqError, DeadlineExceeded, InvalidRequest, JobFailed
 from worker.app import CHAT_TASK, app, current_settings, request_summary, worker_redis
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
@@ -107,6 +108,10 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     return response
 
 
+class JobRevoked(JobFailed):
+    """The job was revoked (its batch cancelled) while it waited for its turn."""
+
+
 #: How often a second delivery of a running job checks whether the first has finished.
 _BUSY_POLL = 0.5
 
@@ -166,6 +171,10 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
 
         def upstream() -> ChatResponse:
             nonlocal made
+            # A job of a chunk may have waited long for its turn at the provider: if its
+            # batch was cancelled meanwhile, it must not be paid for.
+            if job in worker_state.revoked:
+                raise JobRevoked(f"job {job} was revoked while it waited: not called")
             made += 1
             return registry.chat(request, deadline=deadline)
 

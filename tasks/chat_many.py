@@ -24,7 +24,7 @@ from celery import states
 from celery.worker import state as worker_state
 
 from chatq.errors import ChatqError, InvalidRequest, JobFailed
-from tasks.chat import PrivateRequest, run_job, worker_claims, worker_registry
+from tasks.chat import JobRevoked, PrivateRequest, run_job, worker_claims, worker_registry
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 from worker.chat.types import ChatRequest
 
@@ -83,6 +83,10 @@ def _one(job: str, data: Any, backend: Any, started: float) -> str:
         request = ChatRequest.parse(data)
         worker_registry().resolve(request.model)
         response = run_job(job, request, backend=backend, started=started)
+    except JobRevoked:
+        log.info("job %s was revoked while it waited: not run", job)
+        backend.mark_as_revoked(job, reason="revoked")
+        return "skipped"
     except ChatqError as exc:
         backend.mark_as_failure(job, exc)
         return "failed"

@@ -5,6 +5,7 @@ started as a process with local settings)."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shlex
@@ -161,6 +162,41 @@ def test_the_flower_command_serves_the_dashboard_only_behind_basic_auth(source, 
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         log.close()
+
+
+@pytest.mark.parametrize("source", ["compose", "procfile"])
+def test_the_web_command_serves_the_gateway(source, env, start_worker, tmp_path):
+    start_worker(env)
+    port = free_port()
+    if source == "compose":
+        service = SERVICES["gateway"]
+        argv = expand(service["command"], {})
+        argv = [a.replace("3220", str(port)).replace("0.0.0.0", "127.0.0.1") for a in argv]
+        assert "127.0.0.1:3220:3220" in service["ports"]  # published on loopback only
+        assert "CHATQ_API_KEYS" in service["environment"]
+    else:
+        argv = expand(PROCFILE["web"], {"PORT": str(port)})
+    assert argv[:2] == ["chatq", "serve"]
+    argv = [sys.executable, "-m", "tasks.cli", *argv[1:]]
+    log = open(tmp_path / "gateway.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(argv, env={**os.environ, **env, "CHATQ_API_KEYS": "k1"},
+                            stdout=log, stderr=log)  # fmt: skip
+    try:
+        _wait_for_port(port, timeout=30)
+        body = json.dumps({"model": "mock/echo", "messages": [{"role": "user", "content": "hi"}]})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat", data=body.encode(), method="POST",
+            headers={"Content-Type": "application/json", "Authorization": "Bearer k1"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.loads(answer.read())["content"] == "hi"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+    # uvicorn shuts down in order, then dies of the signal it was sent, as it should
+    assert proc.returncode in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in (tmp_path / "gateway.log").read_text()
 
 
 def _local(argv: list[str]) -> list[str]:
