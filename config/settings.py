@@ -74,6 +74,10 @@ class Settings:
     api_keys: Mapping[str, Secret] = field(default_factory=dict)
     timeout: float = 180.0
     connect_timeout: float = 10.0
+    #: Ask upstreams to stream their answers, so that a stall is told from a long answer.
+    stream: bool = True
+    #: Seconds a streamed answer may go without a byte before the call is abandoned.
+    idle_timeout: float = 60.0
     http_pool_size: int = 0
     openrouter_referer: str = "https://github.com/chatq/chatq"
     openrouter_title: str = "chatq"
@@ -167,6 +171,8 @@ def load_settings(
         api_keys=_api_keys(src),
         timeout=timeout,
         connect_timeout=_get(src, "CHATQ_CONNECT_TIMEOUT", _positive(float), 10.0),
+        stream=_get(src, "CHATQ_STREAM", _flag, True),
+        idle_timeout=_get(src, "CHATQ_IDLE_TIMEOUT", _positive(float), 60.0),
         http_pool_size=_get(src, "CHATQ_HTTP_POOL_SIZE", _positive(int), 0),
         openrouter_referer=_get(src, "OPENROUTER_REFERER", str, "https://github.com/chatq/chatq"),
         openrouter_title=_get(src, "OPENROUTER_TITLE", str, "chatq"),
@@ -260,6 +266,15 @@ def _optional(cast: Callable[[str], T]) -> Callable[[str], T | None]:
         return None if raw.lower() in ("none", "unlimited", "0") else cast(raw)
 
     return wrapped
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 1 or 0 (true or false)")
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:

@@ -57,8 +57,19 @@ class Answer:
 
     @classmethod
     def slow(cls, seconds: float, content: str | None = None) -> Answer:
-        """A proper answer after `seconds`."""
+        """A proper answer after `seconds` (not a byte before then)."""
         return cls(delay=seconds, content=content)
+
+    @classmethod
+    def stall(cls, seconds: float, *, after: int = 1) -> Answer:
+        """A streamed answer that stops for `seconds` after its first `after` pieces (an
+        upstream that hangs mid-answer), then ends properly."""
+        return cls(kind="stall", body={"after": after, "seconds": seconds})
+
+    @classmethod
+    def trickle(cls, seconds: float, *, pieces: int = 8, content: str | None = None) -> Answer:
+        """A healthy long answer: streamed in `pieces`, spread over `seconds`."""
+        return cls(kind="trickle", body={"pieces": pieces, "seconds": seconds}, content=content)
 
 
 @dataclass(frozen=True)
@@ -309,6 +320,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "<html><body>502 Bad Gateway</body></html>", {}, "text/html")
             return
         ok = _ok_body(self.path, request, answer.content)
+        streamed = isinstance(request, dict) and request.get("stream") is True
+        if answer.kind in ("ok", "stall", "trickle") and (streamed or answer.kind != "ok"):
+            self._stream(answer, ok)
+            return
+        if answer.kind == "raw_stream":  # `body` as the whole stream, then the end
+            self._chunked([answer.body.encode()], _stream_type(self.path), {})
+            return
         if answer.kind == "json":
             self._send(200, answer.body, answer.headers)
         elif answer.kind == "zero_choices":
@@ -328,6 +346,31 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, ok, answer.headers)
 
+    def _stream(self, answer: Answer, ok: dict[str, Any]) -> None:
+        """`ok` streamed in pieces, with the pauses `answer` asks for."""
+        pieces = (answer.body or {}).get("pieces", 3)
+        events, ctype = _stream_events(self.path, ok, pieces)
+        pause = {}
+        if answer.kind == "stall":
+            pause = {answer.body["after"]: answer.body["seconds"]}
+        elif answer.kind == "trickle":
+            gap = answer.body["seconds"] / max(1, len(events) - 1)
+            pause = dict.fromkeys(range(1, len(events)), gap)
+        self._chunked(events, ctype, pause)
+
+    def _chunked(self, events: list[bytes], ctype: str, pause: dict[int, float]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for index, event in enumerate(events):
+            if pause.get(index):
+                time.sleep(pause[index])
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
     def _send(self, status: int, body: Any, headers: dict[str, str], ctype: str = "") -> None:
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
@@ -337,6 +380,39 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _stream_events(path: str, ok: dict[str, Any], pieces: int) -> tuple[list[bytes], str]:
+    """The answer `ok` (a non-streamed body of `path`'s API) as the events of a stream."""
+    if path.endswith("/api/chat") or path.endswith("/api/generate"):
+        key = "response" if path.endswith("/api/generate") else "message"
+        text = ok["response"] if key == "response" else ok["message"]["content"]
+        out = []
+        for part in _split(text, pieces):
+            piece = part if key == "response" else {"role": "assistant", "content": part}
+            out.append({"model": ok["model"], key: piece, "done": False})
+        last = {**ok, key: "" if key == "response" else {"role": "assistant", "content": ""}}
+        out.append(last)
+        return [json.dumps(o).encode() + b"\n" for o in out], _stream_type(path)
+    text = ok["choices"][0]["message"]["content"]
+    base = {"id": ok["id"], "object": "chat.completion.chunk", "model": ok["model"]}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": part},
+                                    "finish_reason": None}]}
+              for part in _split(text, pieces)]  # fmt: skip
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    chunks.append({**base, "choices": [], "usage": ok["usage"]})
+    events = [b": keep-alive\n\n"] + [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks]
+    return [*events, b"data: [DONE]\n\n"], _stream_type(path)
+
+
+def _stream_type(path: str) -> str:
+    ollama = path.endswith("/api/chat") or path.endswith("/api/generate")
+    return "application/x-ndjson" if ollama else "text/event-stream"
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, pieces)))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 def _ok_body(path: str, request: Any, content: str | None) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_the_prefix_is_stripped_and_the_messages_are_sent_as_given(registry, ups
     assert call.path == "/api/chat"
     assert call.body["model"] == "qwen3:8b"
     assert call.body["messages"] == messages
-    assert call.body["stream"] is False
+    assert call.body["stream"] is True  # streamed: a stall is told from a long answer
 
 
 def test_thinking_is_off_unless_asked(registry, upstream, ask):

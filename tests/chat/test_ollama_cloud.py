@@ -22,7 +22,7 @@ def test_a_cloud_model_is_asked_on_generate_with_the_suffix_stripped(registry, u
     assert call.path == "/cloud/api/generate"
     assert call.body["model"] == "gpt-oss:120b"
     assert call.body["prompt"] == "say hi"
-    assert call.body["stream"] is False
+    assert call.body["stream"] is True  # streamed: a stall is told from a long answer
     assert response.content == "echo: say hi"
     assert response.provider == "ollama_cloud"
 

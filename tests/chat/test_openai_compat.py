@@ -52,7 +52,7 @@ def test_a_completion_comes_back_with_its_content_tokens_and_finish_reason(
     assert call.path == BASE_PATHS[provider] + "/chat/completions"
     assert call.body["model"] == upstream_model
     assert call.body["messages"] == [{"role": "user", "content": "the question"}]
-    assert call.body["stream"] is False
+    assert call.body["stream"] is True  # streamed: a stall is told from a long answer
     assert response.content == "forty-two"
     assert (response.input_tokens, response.output_tokens) == (23, 8)
     assert response.finish_reason == "length"

@@ -29,8 +29,13 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_an_upstream_slower_than_chatq_timeout_is_a_timeout(make_registry, upstream, ask):
-    registry = make_registry(CHATQ_TIMEOUT="0.3")
+@pytest.mark.parametrize(
+    "settings",
+    [{"CHATQ_STREAM": "0", "CHATQ_TIMEOUT": "0.3"}, {"CHATQ_IDLE_TIMEOUT": "0.3"}],
+    ids=["read timeout, not streamed", "idle timeout, streamed"],
+)
+def test_an_upstream_silent_past_its_timeout_is_a_timeout(make_registry, upstream, ask, settings):
+    registry = make_registry(**settings)
     upstream.push(Answer.slow(1.5))
 
     started = time.monotonic()

@@ -51,7 +51,13 @@ def build_registry(settings: Settings) -> Registry:
             headers=_headers(row, settings),
             pool_size=settings.http_connections,
         )
-        providers[row.name] = FAMILIES[row.family](row.name, transport, timeout=timeout)
+        providers[row.name] = FAMILIES[row.family](
+            row.name,
+            transport,
+            timeout=timeout,
+            stream=settings.stream,
+            idle_timeout=settings.idle_timeout,
+        )
     return Registry(providers, hints=hints)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from worker.chat.ollama import ollama_options, ollama_usage
+from worker.chat.ollama import assemble_ndjson, ollama_options, ollama_usage
 from worker.chat.provider import HttpProvider
 from worker.chat.types import ChatRequest, Message
 
@@ -36,7 +37,11 @@ class OllamaCloudProvider(HttpProvider):
         body: dict[str, Any] = {"model": upstream_model, "prompt": prompt}
         if system is not None:
             body["system"] = system
-        return {**body, **ollama_options(request)}
+        return {**body, **ollama_options(request, stream=self.stream)}
+
+    def assemble(self, lines: Iterator[str]) -> dict[str, Any]:
+        body = assemble_ndjson(self, lines, lambda o: o.get("response"))
+        return {**body, "response": body.pop("_text")}
 
     def parse(self, body: dict[str, Any]) -> dict[str, Any]:
         content = body["response"]

@@ -6,6 +6,8 @@ by the builder.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from chatq.errors import MalformedResponse, UpstreamError
@@ -26,8 +28,10 @@ class OpenAICompatProvider(HttpProvider):
         body: dict[str, Any] = {
             "model": upstream_model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": False,
+            "stream": self.stream,
         }
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}  # the last event carries usage
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -51,6 +55,39 @@ class OpenAICompatProvider(HttpProvider):
             "output_tokens": int(usage.get("completion_tokens") or 0),
             "finish_reason": choice.get("finish_reason"),
         }
+
+    def assemble(self, lines: Iterator[str]) -> dict[str, Any]:
+        """Server-sent events (`data: {chunk}` ... `data: [DONE]`) as one completion."""
+        content: list[str] = []
+        finish = model = None
+        usage: dict[str, Any] = {}
+        seen = False
+        for line in lines:
+            if not line.startswith("data:"):
+                continue  # blank lines, `: keep-alive` comments, event and id fields
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if not isinstance(chunk, dict):
+                raise ValueError(f"expected an object, got {type(chunk).__name__}")
+            if chunk.get("error") and not chunk.get("choices"):
+                return chunk  # an error sent inside the stream: parse() reads it
+            model = chunk.get("model") or model
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                seen = True
+                content.append((choice.get("delta") or {}).get("content") or "")
+                finish = choice.get("finish_reason") or finish
+        else:
+            if finish is None:
+                raise MalformedResponse(
+                    f"{self.name}: the streamed answer ended before it was done",
+                    provider=self.name,
+                )
+        message = {"role": "assistant", "content": "".join(content)}
+        choices = [{"index": 0, "message": message, "finish_reason": finish}] if seen else []
+        return {"model": model, "choices": choices, "usage": usage}
 
     def _no_choices(self, body: dict[str, Any]) -> UpstreamError:
         """Zero choices is an upstream error, never an empty answer. Some providers put

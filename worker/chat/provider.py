@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 from chatq.errors import MalformedResponse
@@ -41,23 +42,47 @@ class HttpProvider(Provider):
 
     path: str
 
-    def __init__(self, name: str, transport: Transport, *, timeout: Timeout):
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        timeout: Timeout,
+        stream: bool = False,
+        idle_timeout: float | None = None,
+    ):
         self.name = name
         self.transport = transport
         self.timeout = timeout
+        #: Ask for a streamed answer: a stall then costs `idle_timeout`, while a long
+        #: answer that keeps coming may take as long as the job's deadline allows.
+        self.stream = stream
+        #: Never longer than the read timeout: no silence outlasts CHATQ_TIMEOUT.
+        self.idle_timeout = min(idle_timeout or timeout.read, timeout.read)
 
     def chat(
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
     ) -> ChatResponse:
-        timeout = self.timeout
-        if request.timeout is not None:
-            timeout = Timeout(timeout.connect, request.timeout)
-        if deadline is not None:
-            timeout = timeout.clipped(deadline - time.monotonic())
+        now = time.monotonic()
+        payload = self.payload(request, upstream_model)
         started = time.perf_counter()
-        body = self.transport.post_json(
-            self.path, self.payload(request, upstream_model), timeout=timeout
-        )
+        if self.stream:
+            # The request's own timeout bounds the whole streamed answer; the idle
+            # timeout bounds each wait for the next bytes.
+            ends = [t for t in (deadline, request.timeout and now + request.timeout) if t]
+            until = min(ends) if ends else None
+            idle = Timeout(self.timeout.connect, self.idle_timeout)
+            timeout = idle.clipped(until - now if until is not None else None)
+            body = self.transport.post_stream(
+                self.path, payload, timeout=timeout, until=until, assemble=self.assemble
+            )
+        else:
+            timeout = self.timeout
+            if request.timeout is not None:
+                timeout = Timeout(timeout.connect, request.timeout)
+            if deadline is not None:
+                timeout = timeout.clipped(deadline - now)
+            body = self.transport.post_json(self.path, payload, timeout=timeout)
         latency_ms = (time.perf_counter() - started) * 1000.0
         if not isinstance(body, dict):
             raise self.malformed(f"expected a JSON object, got {type(body).__name__}", body)
@@ -77,6 +102,15 @@ class HttpProvider(Provider):
     @abstractmethod
     def parse(self, body: dict[str, Any]) -> dict[str, Any]:
         """`content`, token counts and `finish_reason` from the upstream's answer."""
+
+    @abstractmethod
+    def assemble(self, lines: Iterator[str]) -> dict[str, Any]:
+        """A streamed answer's lines as the body a non-streamed call would have got.
+
+        Raises:
+            ValueError: a line is not JSON.
+            MalformedResponse: the stream ended before the answer did.
+        """
 
     def malformed(self, what: str, body: Any) -> MalformedResponse:
         """The error for an answer that does not have the shape the API promises."""
