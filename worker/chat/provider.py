@@ -57,8 +57,7 @@ class HttpProvider(Provider):
         #: Ask for a streamed answer: a stall then costs `idle_timeout`, while a long
         #: answer that keeps coming may take as long as the job's deadline allows.
         self.stream = stream
-        #: Never longer than the read timeout: no silence outlasts CHATQ_TIMEOUT.
-        self.idle_timeout = min(idle_timeout or timeout.read, timeout.read)
+        self.idle_timeout = idle_timeout or timeout.read
 
     def chat(
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
@@ -71,7 +70,9 @@ class HttpProvider(Provider):
             # timeout bounds each wait for the next bytes.
             ends = [t for t in (deadline, request.timeout and now + request.timeout) if t]
             until = min(ends) if ends else None
-            idle = Timeout(self.timeout.connect, self.idle_timeout)
+            # No silence outlasts the read timeout (the request's own, else CHATQ_TIMEOUT).
+            read = request.timeout or self.timeout.read
+            idle = Timeout(self.timeout.connect, min(self.idle_timeout, read))
             timeout = idle.clipped(until - now if until is not None else None)
             body = self.transport.post_stream(
                 self.path, payload, timeout=timeout, until=until, assemble=self.assemble
