@@ -26,6 +26,8 @@ class ProviderSpec:
             unlimited).
         attribution: it takes the app attribution headers (OpenRouter's HTTP-Referer
             and X-Title).
+        sampling: sampling options it honours beyond those its family shares (OpenRouter
+            passes `top_k` and `min_p` on; the plain OpenAI API has neither).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ProviderSpec:
     keyed: bool = False
     concurrency: int | None = None
     attribution: bool = False
+    sampling: tuple[str, ...] = ()
 
     @property
     def offline(self) -> bool:
@@ -51,7 +54,7 @@ TABLE: tuple[ProviderSpec, ...] = (
     ProviderSpec("ollama_cloud", "ollama_cloud", "ollama_cloud", "https://ollama.com",
                  keyed=True),
     ProviderSpec("openrouter",   "openrouter",   "openai",       "https://openrouter.ai/api/v1",
-                 keyed=True, attribution=True),
+                 keyed=True, attribution=True, sampling=("top_k", "min_p")),
     ProviderSpec("opencode",     "opencode",     "openai",       "https://opencode.ai/zen/v1",
                  keyed=True),
     # Kimi For Coding: its keys are not Moonshot keys.

@@ -101,7 +101,7 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """
     started = time.monotonic()
     request = _one_request(args, kwargs)
-    worker_registry().resolve(request.model)
+    worker_registry().prepare(request)
     response = run_job(self.request.id, request, backend=self.backend, started=started)
     if response is None:
         raise Ignore()

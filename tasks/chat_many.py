@@ -81,7 +81,7 @@ def _one(job: str, data: Any, backend: Any, started: float) -> str:
         return "skipped"
     try:
         request = ChatRequest.parse(data)
-        worker_registry().resolve(request.model)
+        worker_registry().prepare(request)
         response = run_job(job, request, backend=backend, started=started)
     except JobRevoked:
         log.info("job %s was revoked while it waited: not run", job)

@@ -44,11 +44,12 @@ class Producer:
         """Validate and route a request without enqueueing it.
 
         Raises:
-            InvalidRequest: a field is wrong (named in the message).
+            InvalidRequest: a field is wrong, or an option the provider cannot honour
+                (named in the message).
             ProviderNotFound: the model's provider is not registered.
         """
         request = ChatRequest.parse(request)
-        self.runtime.registry.resolve(request.model)
+        self.runtime.registry.prepare(request)
         return request
 
     def enqueue(

@@ -27,12 +27,13 @@ __all__ = ["Line", "file_digest", "read_lines", "request_from_json"]
 
 #: The OpenAI Batch API endpoint chatq runs; any other `url` is refused on its line.
 CHAT_URL = "/v1/chat/completions"
-#: OpenAI request parameters chatq accepts and does not send (they change nothing a
-#: judge or a pipeline relies on, and refusing them would break files written for it).
+#: OpenAI request parameters chatq accepts and does not send: bookkeeping for OpenAI's
+#: own platform (user, metadata, store, service_tier, stream_options) and options no
+#: chatq provider is asked for yet. Sampling options (seed, top_p, stop, ...) are not
+#: among them: they travel, or the line is refused naming the one its provider lacks.
 _IGNORED_OPENAI = frozenset(
-    {"top_p", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
-     "user", "metadata", "store", "service_tier", "parallel_tool_calls", "logprobs",
-     "top_logprobs", "stream_options", "reasoning_effort"}
+    {"logit_bias", "user", "metadata", "store", "service_tier", "parallel_tool_calls",
+     "logprobs", "top_logprobs", "stream_options", "reasoning_effort"}
 )  # fmt: skip
 _CHATQ_FIELDS = frozenset(ChatRequest.model_fields)
 

@@ -70,7 +70,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
         "think": True if args.think else None,
     }
     request = ChatRequest.parse({k: v for k, v in fields.items() if v is not None})
-    build_registry(settings).resolve(request.model)  # refuse before starting anything
+    build_registry(settings).prepare(request)  # refuse before starting anything
     with open_runtime(settings) as runtime:
         producer = Producer(runtime)
         result = producer.enqueue(request)

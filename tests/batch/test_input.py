@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatq.errors import ProviderNotFound
+from chatq.errors import InvalidRequest, ProviderNotFound
 from tasks.batch.input import read_lines
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -33,6 +33,29 @@ def test_an_openai_batch_api_line_becomes_the_same_chat_request(tmp_path):
     r = line.request
     assert (r.model, r.max_tokens, r.temperature, r.format) == ("mock/echo", 50, 0, "json")
     assert r.messages[0].content == "hello"
+
+
+def test_an_openai_line_carries_its_sampling_options_through(tmp_path):
+    sampling = {"seed": 42, "top_p": 0.5, "stop": ["END"], "presence_penalty": 0.1,
+                "frequency_penalty": 0.2, "n": 1}  # fmt: skip
+    path = write(tmp_path, openai_line("q1", **sampling), {"custom_id": "q2", "model": "m",
+                 "messages": HELLO, "seed": 42, "top_k": 5, "min_p": 0.1})  # fmt: skip
+    first, second = read_lines(path)
+    assert first.request.sampling() == {k: v for k, v in sampling.items() if k != "n"}
+    assert second.request.sampling() == {"seed": 42, "top_k": 5, "min_p": 0.1}
+
+
+def test_an_option_the_lines_provider_cannot_honour_is_that_lines_error(tmp_path):
+    def prepare(request):
+        if request.top_k is not None:
+            raise InvalidRequest("kimi cannot honour top_k", field="top_k", provider="kimi")
+        return request
+
+    path = write(tmp_path, openai_line("a", top_k=5), openai_line("b", n=2), openai_line("c"))
+    a, b, c = read_lines(path, prepare=prepare)
+    assert a.error["type"] == "InvalidRequest" and "top_k" in a.error["message"]
+    assert b.error["type"] == "InvalidRequest" and "n must be 1" in b.error["message"]
+    assert c.error is None
 
 
 def test_plain_and_openai_lines_mix_freely_in_one_file(tmp_path):

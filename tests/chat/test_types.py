@@ -38,6 +38,12 @@ def _request(**fields):
         (_request(format="yaml"), "format"),
         (_request(timeout=0), "timeout"),
         (_request(prompt="hello"), "prompt"),
+        (_request(n=2), "n"),
+        (_request(top_p=1.5), "top_p"),
+        (_request(stop=["a", 1]), "stop"),
+        (_request(presence_penalty=3), "presence_penalty"),
+        (_request(top_k=-1), "top_k"),
+        (_request(seed="seven"), "seed"),
     ],
     ids=[
         "model-missing",
@@ -61,6 +67,12 @@ def _request(**fields):
         "format-unknown",
         "timeout-zero",
         "unknown-field",
+        "n-above-1",
+        "top-p-above-1",
+        "stop-not-text",
+        "presence-penalty-above-2",
+        "top-k-negative",
+        "seed-not-a-number",
     ],
 )
 def test_a_bad_request_is_invalid_and_names_the_bad_field(data, field):

@@ -57,6 +57,7 @@ def build_registry(settings: Settings) -> Registry:
             timeout=timeout,
             stream=settings.stream,
             idle_timeout=settings.idle_timeout,
+            also_honours=row.sampling,
         )
     return Registry(providers, hints=hints)
 

@@ -16,7 +16,7 @@ __all__ = ["OllamaProvider", "assemble_ndjson", "ollama_options"]
 
 def ollama_options(request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
     """The fields Ollama's /api/chat and /api/generate share: stream, think, format and
-    options."""
+    options (temperature, num_predict and the sampling options)."""
     fields: dict[str, Any] = {"stream": stream, "think": bool(request.think)}
     if request.format == "json":
         fields["format"] = "json"
@@ -25,6 +25,9 @@ def ollama_options(request: ChatRequest, *, stream: bool = False) -> dict[str, A
         options["temperature"] = request.temperature
     if request.max_tokens is not None:
         options["num_predict"] = request.max_tokens
+    # Every sampling option has an Ollama option of the same name; `stop` is a list there.
+    for name, value in request.sampling().items():
+        options[name] = [value] if name == "stop" and isinstance(value, str) else value
     if options:
         fields["options"] = options
     return fields

@@ -14,7 +14,7 @@ from chatq.errors import MalformedResponse, UpstreamError
 from chatq.redaction import redact
 from worker.chat.provider import HttpProvider
 from worker.chat.transport import error_for_status
-from worker.chat.types import ChatRequest
+from worker.chat.types import SAMPLING, ChatRequest
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -23,6 +23,9 @@ class OpenAICompatProvider(HttpProvider):
     """Translates to and from `POST {base}/chat/completions`."""
 
     path = "/chat/completions"
+    #: What the chat completions API itself knows; a provider row may add more (top_k and
+    #: min_p for OpenRouter).
+    honours = frozenset(SAMPLING) - {"top_k", "min_p"}
 
     def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -36,6 +39,7 @@ class OpenAICompatProvider(HttpProvider):
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
+        body.update(request.sampling())  # check() refused any this provider cannot honour
         if request.format == "json":
             body["response_format"] = {"type": "json_object"}
         return body

@@ -9,9 +9,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from chatq.errors import MalformedResponse
+from chatq.errors import InvalidRequest, MalformedResponse
 from worker.chat.transport import Timeout, Transport
-from worker.chat.types import ChatRequest, ChatResponse
+from worker.chat.types import SAMPLING, ChatRequest, ChatResponse
 
 __all__ = ["HttpProvider", "Provider"]
 
@@ -20,6 +20,26 @@ class Provider(ABC):
     """Answers a chat request for an already resolved upstream model name."""
 
     name: str
+    #: The sampling options (`types.SAMPLING`) this provider sends on; a request that
+    #: sets any other is refused, never sent without it.
+    honours: frozenset[str] = frozenset(SAMPLING)
+
+    def check(self, request: ChatRequest) -> None:
+        """Refuse what this provider cannot honour; called before a request is queued
+        and again before each call.
+
+        Raises:
+            InvalidRequest: naming the option and the provider.
+        """
+        for option in request.sampling():
+            if option not in self.honours:
+                known = ", ".join(o for o in SAMPLING if o in self.honours) or "none"
+                raise InvalidRequest(
+                    f"{self.name} cannot honour {option} (of the sampling options it "
+                    f"knows {known}); leave it out or use another provider",
+                    field=option,
+                    provider=self.name,
+                )
 
     @abstractmethod
     def chat(
@@ -50,8 +70,11 @@ class HttpProvider(Provider):
         timeout: Timeout,
         stream: bool = False,
         idle_timeout: float | None = None,
+        also_honours: tuple[str, ...] = (),
     ):
         self.name = name
+        #: Options its family does not share but this provider knows (provider table).
+        self.honours = type(self).honours | frozenset(also_honours)
         self.transport = transport
         self.timeout = timeout
         #: Ask for a streamed answer: a stall then costs `idle_timeout`, while a long

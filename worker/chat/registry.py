@@ -120,14 +120,27 @@ class Registry:
                 f"model {model!r} needs {exc.message}", provider=target.provider, model=model
             ) from None
 
+    def prepare(self, request: ChatRequest) -> tuple[Provider, str]:
+        """`resolve`, then refuse what the provider cannot honour: what runs at enqueue
+        time, so that nothing its provider would refuse or drop is queued.
+
+        Raises:
+            InvalidRequest: as `resolve`, or an option the provider cannot honour.
+            ProviderNotFound: the rule's provider is not registered.
+        """
+        provider, upstream_model = self.resolve(request.model)
+        provider.check(request)
+        return provider, upstream_model
+
     def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
         """Resolve the request's model and make one upstream call, counting it.
 
         Raises:
-            InvalidRequest, ProviderNotFound: the model cannot be routed.
+            InvalidRequest, ProviderNotFound: the model cannot be routed, or its provider
+                cannot honour the request.
             UpstreamError: or a subclass, when the call fails.
         """
-        provider, upstream_model = self.resolve(request.model)
+        provider, upstream_model = self.prepare(request)
         started = time.perf_counter()
         try:
             response = provider.chat(request, upstream_model, deadline=deadline)

@@ -8,11 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 
 from chatq.errors import InvalidRequest
 
-__all__ = ["MAX_REQUEST_CHARS", "ChatRequest", "ChatResponse", "Message", "Role"]
+__all__ = ["MAX_REQUEST_CHARS", "SAMPLING", "ChatRequest", "ChatResponse", "Message", "Role"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 #: The most characters of message content one request may carry (about a million tokens).
 MAX_REQUEST_CHARS = 4_000_000
+#: The sampling options a request may set; each provider says which of them it honours,
+#: and a request setting one its provider cannot honour is refused before it is queued.
+SAMPLING = ("seed", "top_p", "stop", "presence_penalty", "frequency_penalty", "top_k", "min_p")
 
 
 class Message(BaseModel):
@@ -29,7 +32,8 @@ class ChatRequest(BaseModel):
 
     `model` carries the routing prefix (`openrouter/vendor/m`, `m:cloud`, ...); the
     registry resolves it. `think` None means the provider's default (off for Ollama).
-    `timeout` bounds one upstream call's read, overriding CHATQ_TIMEOUT.
+    `timeout` bounds one upstream call's read, overriding CHATQ_TIMEOUT. The sampling
+    options (`SAMPLING`) are sent only when set; `n` may only be 1 (one answer a job).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -41,6 +45,14 @@ class ChatRequest(BaseModel):
     format: Literal["json"] | None = None
     think: bool | None = None
     timeout: float | None = Field(default=None, gt=0, le=3600)
+    seed: int | None = None
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: StrictStr | list[StrictStr] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = None
 
     @field_validator("model")
     @classmethod
@@ -48,6 +60,23 @@ class ChatRequest(BaseModel):
         if not value.strip():
             raise ValueError("model must not be blank")
         return value.strip()
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_is_text(cls, value: Any) -> Any:
+        # Checked before the union, so that the error names `stop`, not a union member.
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise ValueError("must be a string or a list of strings")
+
+    @field_validator("n")
+    @classmethod
+    def _one_answer(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError(f"must be 1: a job asks for one answer (got {value})")
+        return value
 
     @field_validator("messages")
     @classmethod
@@ -74,6 +103,10 @@ class ChatRequest(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise InvalidRequest(describe(exc), field=_first_field(exc)) from None
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling options this request sets, by name (in `SAMPLING` order)."""
+        return {k: getattr(self, k) for k in SAMPLING if getattr(self, k) is not None}
 
     @property
     def size(self) -> int:
