@@ -18,7 +18,8 @@
         ├── RateLimited         429, carries retry_after                retried
         ├── UpstreamTimeout     no connection or answer in time, 408, 504    retried
         ├── UpstreamUnavailable connection refused or reset, other 5xx  retried
-        └── MalformedResponse   a body we cannot read                   retried a little
+        ├── MalformedResponse   a body we cannot read                   retried a little
+        └── InvalidAnswer       not JSON matching the asked schema      re-asked (attempts)
 
 Whether to retry is decided by type (and, for a plain UpstreamError, by status and the
 upstream's `x-should-retry` header), never by message text. The facts travel as
@@ -43,6 +44,7 @@ __all__ = [
     "ChatqError",
     "DeadlineExceeded",
     "EmbeddedRedisError",
+    "InvalidAnswer",
     "InvalidRequest",
     "JobFailed",
     "MalformedResponse",
@@ -70,6 +72,7 @@ _FACTS = (
     "should_retry",
     "field",
     "attempts",
+    "usage",
 )
 
 
@@ -231,6 +234,17 @@ class MalformedResponse(UpstreamError):
         return True
 
 
+class InvalidAnswer(UpstreamError):
+    """The answer is not JSON matching the request's schema. The call was paid for:
+    `usage` holds its tokens (`input_tokens`, `output_tokens`). Asked again within the
+    job's attempts."""
+
+    usage = _fact("usage")
+
+    def _status_retryable(self) -> bool:
+        return True
+
+
 def error_from_dict(data: Mapping[str, Any]) -> ChatqError:
     """Rebuild an error recorded with `to_dict()`; an unknown type becomes a `ChatqError`."""
     kind = _BY_NAME.get(str(data.get("type")), ChatqError)
@@ -258,6 +272,7 @@ _BY_NAME = {
         UpstreamTimeout,
         UpstreamUnavailable,
         MalformedResponse,
+        InvalidAnswer,
         WaitTimedOut,
         RedisUnavailable,
     )

@@ -17,7 +17,7 @@ from celery.exceptions import Ignore
 from celery.worker import state as worker_state
 from celery.worker.request import Request
 
-from chatq.errors import ChatqError, DeadlineExceeded, InvalidRequest, JobFailed
+from chatq.errors import ChatqError, DeadlineExceeded, InvalidAnswer, InvalidRequest, JobFailed
 from worker.app import CHAT_TASK, app, current_settings, request_summary, worker_redis
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
@@ -153,7 +153,8 @@ def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> 
 
 
 def _answer(job: str, request: ChatRequest, registry: Registry, started: float) -> dict:
-    """Call the upstream with retries; the ChatResponse as a dict."""
+    """Call the upstream with retries; the ChatResponse as a dict, its tokens those of
+    every call the job paid for (an answer that did not match its schema included)."""
 
     def on_retry(error: ChatqError, attempt: int, wait: float) -> None:
         log.info(
@@ -165,6 +166,7 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
     limiter = worker_limiter()
     tokens = estimate_request_tokens(request)
     made = 0
+    spent = {"input_tokens": 0, "output_tokens": 0}  # by answers that did not match
 
     def one_call(deadline: float) -> ChatResponse:
         """Wait for a turn at the provider (not an attempt), then make one call."""
@@ -176,7 +178,15 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
             if job in worker_state.revoked:
                 raise JobRevoked(f"job {job} was revoked while it waited: not called")
             made += 1
-            return registry.chat(request, deadline=deadline)
+            try:
+                return registry.chat(request, deadline=deadline)
+            except InvalidAnswer as exc:
+                # Paid for, though re-asked: its tokens count in the job's usage, and the
+                # error the job may end with carries the sum so far.
+                for key in spent:
+                    spent[key] += int((exc.usage or {}).get(key) or 0)
+                exc.facts["usage"] = dict(spent)
+                raise
 
         try:
             return limiter.call(provider, upstream, tokens=tokens, deadline=deadline)
@@ -194,7 +204,8 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
         on_retry=on_retry,
         paced=limiter.guards(provider),
     )
-    return response.model_copy(update={"attempts": attempts}).model_dump(mode="json")
+    usage = {k: getattr(response, k) + spent[k] for k in spent}
+    return response.model_copy(update={"attempts": attempts, **usage}).model_dump(mode="json")
 
 
 def _one_request(args: tuple, kwargs: dict) -> ChatRequest:

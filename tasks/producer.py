@@ -59,7 +59,7 @@ class Producer:
         *,
         temperature: float | None = None,
         max_tokens: int | None = None,
-        format: str | None = None,
+        format: str | dict[str, Any] | type | None = None,
         think: bool | None = None,
         timeout: float | None = None,
         task_id: str | None = None,

@@ -113,6 +113,9 @@ class FakeUpstream:
         self.chaos = dict(chaos or {})
         self.timeout_delay = timeout_delay
         self.record = record
+        #: Answer 400 to every request that carries a JSON Schema (as a provider or model
+        #: without structured outputs does), in the route's own error shape.
+        self.refuse_schemas = False
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
@@ -187,19 +190,22 @@ class FakeUpstream:
             self.answered.clear()
             self.injected.clear()
             self.peak_in_flight = self.in_flight
+            self.refuse_schemas = False
 
     # -- deciding an answer ------------------------------------------------------------
     def _next(self, path: str, headers: dict[str, str], body: Any) -> Answer:
         with self._lock:
             self._count += 1
-            answer, name = self._decide()
+            answer, name = self._decide(path, body)
             if self.record:
                 self._received.append(Received(path, headers, body, time.time(), name))
             return answer
 
-    def _decide(self) -> tuple[Answer, str]:
+    def _decide(self, path: str, body: Any) -> tuple[Answer, str]:
         """The next answer and its name (under the lock)."""
         now = time.monotonic()
+        if self.refuse_schemas and _has_schema(body):
+            return _schema_refused(path), "400"
         if self._script:
             answer = self._script.popleft()
             return answer, answer.kind if answer.kind != "status" else str(answer.status)
@@ -382,6 +388,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _has_schema(body: Any) -> bool:
+    """Whether a request asks for a JSON Schema: Ollama's `format: {...}`, the OpenAI
+    family's `response_format: {"type": "json_schema"}`."""
+    if not isinstance(body, dict):
+        return False
+    fmt = body.get("response_format")
+    return isinstance(body.get("format"), dict) or (
+        isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+    )
+
+
+def _schema_refused(path: str) -> Answer:
+    """The 400 a provider sends for a schema it cannot take: Ollama's `{"error": text}`,
+    OpenRouter's envelope (code, message, metadata naming the upstream provider)."""
+    if path.endswith("/api/chat") or path.endswith("/api/generate"):
+        return Answer.error(400, {"error": "invalid format: json schema is not supported"})
+    return Answer.error(400, {"error": {
+        "code": 400,
+        "message": "Provider returned error",
+        "metadata": {"provider_name": "Fake", "raw": "response_format json_schema is not "
+                     "supported by this model"},
+    }})  # fmt: skip
 
 
 def _stream_events(path: str, ok: dict[str, Any], pieces: int) -> tuple[list[bytes], str]:

@@ -226,7 +226,10 @@ def _openai_messages(messages: Any) -> Any:
     return out
 
 
-def _format(response_format: Any) -> str | None:
+def _format(response_format: Any) -> str | dict[str, Any] | None:
+    """OpenAI's `response_format` as `ChatRequest.format`: "json" for `json_object`, the
+    schema itself for `json_schema` (its `name` kept as the schema's title when it has
+    none, so that it is sent upstream again; `strict` is always asked for)."""
     if response_format in (None, "text"):
         return None
     if response_format == "json":
@@ -234,7 +237,17 @@ def _format(response_format: Any) -> str | None:
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind == "text":
         return None
-    if kind in ("json_object", "json_schema"):
+    if kind == "json_object":
         return "json"
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest("response_format.json_schema.schema must be a JSON Schema "
+                                 "object", field="response_format")  # fmt: skip
+        name = spec.get("name")
+        if isinstance(name, str) and name and "title" not in schema:
+            schema = {"title": name, **schema}
+        return schema
     raise InvalidRequest(f"response_format {response_format!r} is not supported",
                          field="response_format")  # fmt: skip

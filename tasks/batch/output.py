@@ -69,8 +69,11 @@ def completion(r: dict[str, Any], request_id: str) -> dict[str, Any]:
             "total_tokens": r.get("input_tokens", 0) + r.get("output_tokens", 0),
         },
     }  # fmt: skip
-    if r.get("cached"):
-        body["chatq"] = {"cached": True}
+    extra = {"cached": True} if r.get("cached") else {}
+    if r.get("notes"):
+        extra["notes"] = r["notes"]  # a fallback taken, for instance: never silent
+    if extra:
+        body["chatq"] = extra
     return body
 
 

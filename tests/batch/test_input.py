@@ -58,6 +58,19 @@ def test_an_option_the_lines_provider_cannot_honour_is_that_lines_error(tmp_path
     assert c.error is None
 
 
+def test_a_json_schema_response_format_keeps_its_schema_and_name(tmp_path):
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "score", "schema": schema,
+                                                  "strict": True}}  # fmt: skip
+    path = write(tmp_path, openai_line("a", response_format=fmt),
+                 {"custom_id": "b", "model": "m", "messages": HELLO, "format": schema},
+                 openai_line("c", response_format={"type": "json_schema"}))  # fmt: skip
+    a, b, c = read_lines(path)
+    assert a.request.format == {"title": "score", **schema}
+    assert b.request.format == schema
+    assert c.error["type"] == "InvalidRequest" and "json_schema.schema" in c.error["message"]
+
+
 def test_plain_and_openai_lines_mix_freely_in_one_file(tmp_path):
     path = write(tmp_path, openai_line("a"), {"custom_id": "b", "model": "mock/json",
                  "messages": HELLO, "think": False}, openai_line("c"))  # fmt: skip

@@ -18,8 +18,8 @@ def ollama_options(request: ChatRequest, *, stream: bool = False) -> dict[str, A
     """The fields Ollama's /api/chat and /api/generate share: stream, think, format and
     options (temperature, num_predict and the sampling options)."""
     fields: dict[str, Any] = {"stream": stream, "think": bool(request.think)}
-    if request.format == "json":
-        fields["format"] = "json"
+    if request.format is not None:
+        fields["format"] = request.format  # "json", or the JSON Schema itself
     options: dict[str, Any] = {}
     if request.temperature is not None:
         options["temperature"] = request.temperature

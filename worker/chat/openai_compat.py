@@ -13,6 +13,7 @@ from typing import Any
 from chatq.errors import MalformedResponse, UpstreamError
 from chatq.redaction import redact
 from worker.chat.provider import HttpProvider
+from worker.chat.schema import schema_name
 from worker.chat.transport import error_for_status
 from worker.chat.types import SAMPLING, ChatRequest
 
@@ -42,6 +43,10 @@ class OpenAICompatProvider(HttpProvider):
         body.update(request.sampling())  # check() refused any this provider cannot honour
         if request.format == "json":
             body["response_format"] = {"type": "json_object"}
+        elif request.format is not None:
+            schema = {"name": schema_name(request.format), "schema": request.format,
+                      "strict": True}  # fmt: skip
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         return body
 
     def parse(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from chatq.errors import InvalidRequest, MalformedResponse
+from chatq.errors import BadRequest, InvalidRequest, MalformedResponse
 from worker.chat.transport import Timeout, Transport
 from worker.chat.types import SAMPLING, ChatRequest, ChatResponse
 
@@ -85,28 +85,21 @@ class HttpProvider(Provider):
     def chat(
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
     ) -> ChatResponse:
-        now = time.monotonic()
-        payload = self.payload(request, upstream_model)
+        """One call; when the provider refuses a JSON Schema (400, 422), one more in JSON
+        mode, whose answer the worker then checks against the schema itself."""
         started = time.perf_counter()
-        if self.stream:
-            # The request's own timeout bounds the whole streamed answer; the idle
-            # timeout bounds each wait for the next bytes.
-            ends = [t for t in (deadline, request.timeout and now + request.timeout) if t]
-            until = min(ends) if ends else None
-            # No silence outlasts the read timeout (the request's own, else CHATQ_TIMEOUT).
-            read = request.timeout or self.timeout.read
-            idle = Timeout(self.timeout.connect, min(self.idle_timeout, read))
-            timeout = idle.clipped(until - now if until is not None else None)
-            body = self.transport.post_stream(
-                self.path, payload, timeout=timeout, until=until, assemble=self.assemble
+        notes = []
+        try:
+            body = self._call(request, self.payload(request, upstream_model), deadline)
+        except BadRequest as exc:
+            if not isinstance(request.format, dict):
+                raise
+            notes.append(
+                f"{self.name} refused the JSON Schema ({exc.status}): asked in JSON mode "
+                "instead; the answer was checked against the schema by chatq"
             )
-        else:
-            timeout = self.timeout
-            if request.timeout is not None:
-                timeout = Timeout(timeout.connect, request.timeout)
-            if deadline is not None:
-                timeout = timeout.clipped(deadline - now)
-            body = self.transport.post_json(self.path, payload, timeout=timeout)
+            json_mode = request.model_copy(update={"format": "json"})
+            body = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
         latency_ms = (time.perf_counter() - started) * 1000.0
         if not isinstance(body, dict):
             raise self.malformed(f"expected a JSON object, got {type(body).__name__}", body)
@@ -116,8 +109,34 @@ class HttpProvider(Provider):
             what = f"unexpected answer shape ({type(exc).__name__}: {exc})"
             raise self.malformed(what, body) from None
         return ChatResponse(
-            model=request.model, provider=self.name, latency_ms=round(latency_ms, 2), **fields
+            model=request.model,
+            provider=self.name,
+            latency_ms=round(latency_ms, 2),
+            notes=notes,
+            **fields,
         )
+
+    def _call(self, request: ChatRequest, payload: dict[str, Any], deadline: float | None) -> Any:
+        """POST `payload`, streamed or not; the decoded body."""
+        now = time.monotonic()
+        if self.stream:
+            # The request's own timeout bounds the whole streamed answer; the idle
+            # timeout bounds each wait for the next bytes.
+            ends = [t for t in (deadline, request.timeout and now + request.timeout) if t]
+            until = min(ends) if ends else None
+            # No silence outlasts the read timeout (the request's own, else CHATQ_TIMEOUT).
+            read = request.timeout or self.timeout.read
+            idle = Timeout(self.timeout.connect, min(self.idle_timeout, read))
+            timeout = idle.clipped(until - now if until is not None else None)
+            return self.transport.post_stream(
+                self.path, payload, timeout=timeout, until=until, assemble=self.assemble
+            )
+        timeout = self.timeout
+        if request.timeout is not None:
+            timeout = Timeout(timeout.connect, request.timeout)
+        if deadline is not None:
+            timeout = timeout.clipped(deadline - now)
+        return self.transport.post_json(self.path, payload, timeout=timeout)
 
     @abstractmethod
     def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:

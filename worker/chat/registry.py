@@ -25,6 +25,7 @@ from typing import NamedTuple
 from chatq.errors import ChatqError, InvalidRequest, ProviderNotFound
 from config.providers import TABLE
 from worker.chat.provider import Provider
+from worker.chat.structured import check_answer
 from worker.chat.telemetry import Telemetry
 from worker.chat.types import ChatRequest, ChatResponse
 
@@ -138,12 +139,14 @@ class Registry:
         Raises:
             InvalidRequest, ProviderNotFound: the model cannot be routed, or its provider
                 cannot honour the request.
+            InvalidAnswer: the request has a JSON Schema the answer does not match.
             UpstreamError: or a subclass, when the call fails.
         """
         provider, upstream_model = self.prepare(request)
         started = time.perf_counter()
         try:
             response = provider.chat(request, upstream_model, deadline=deadline)
+            response = check_answer(response, request.format)
         except ChatqError as exc:
             exc.facts.setdefault("model", request.model)
             self.telemetry.record(provider.name, _ms_since(started), exc)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
 from chatq.errors import InvalidRequest
+from worker.chat.schema import check_schema
 
 __all__ = ["MAX_REQUEST_CHARS", "SAMPLING", "ChatRequest", "ChatResponse", "Message", "Role"]
 
@@ -32,6 +33,8 @@ class ChatRequest(BaseModel):
 
     `model` carries the routing prefix (`openrouter/vendor/m`, `m:cloud`, ...); the
     registry resolves it. `think` None means the provider's default (off for Ollama).
+    `format` is "json" (any JSON) or a JSON Schema object the answer must match (the
+    Python API also takes a pydantic model class: its schema is used).
     `timeout` bounds one upstream call's read, overriding CHATQ_TIMEOUT. The sampling
     options (`SAMPLING`) are sent only when set; `n` may only be 1 (one answer a job).
     """
@@ -42,7 +45,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
-    format: Literal["json"] | None = None
+    format: Literal["json"] | dict[str, Any] | None = None
     think: bool | None = None
     timeout: float | None = Field(default=None, gt=0, le=3600)
     seed: int | None = None
@@ -60,6 +63,19 @@ class ChatRequest(BaseModel):
         if not value.strip():
             raise ValueError("model must not be blank")
         return value.strip()
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _format_is_json_or_a_schema(cls, value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            value = value.model_json_schema()
+        if isinstance(value, dict):
+            if not value:
+                raise ValueError('an empty schema asks for nothing: use "json"')
+            return check_schema(value)
+        if value is None or value == "json":
+            return value
+        raise ValueError('must be "json" or a JSON Schema object')
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -132,6 +148,10 @@ class ChatResponse(BaseModel):
     latency_ms: float = 0.0
     attempts: int = 1
     cached: bool = False
+    #: The answer as JSON, when the request asked for JSON (checked against its schema).
+    parsed: Any = None
+    #: What a person should know about how the answer was got (a fallback taken, ...).
+    notes: list[str] = Field(default_factory=list)
 
 
 def describe(exc: ValidationError) -> str:
