@@ -42,6 +42,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     content: str | None = None
+    #: A proper answer that calls these tools: [(name, arguments as a dict), ...].
+    tool_calls: tuple | None = None
 
     @classmethod
     def error(cls, status: int, body: Any = None, **headers: str) -> Answer:
@@ -54,6 +56,13 @@ class Answer:
         """A 429, with `Retry-After` when given."""
         hdrs = {} if retry_after is None else {"Retry-After": str(retry_after)}
         return cls(kind="status", status=429, body={"error": "rate limited"}, headers=hdrs)
+
+    @classmethod
+    def calling(cls, *calls: tuple[str, dict]) -> Answer:
+        """A proper answer that asks for tool calls `(name, arguments)`, in the route's
+        real shape: Ollama's arguments as an object (no id), the OpenAI family's as JSON
+        text with an id, content null and finish_reason `tool_calls`."""
+        return cls(content="", tool_calls=tuple(calls))
 
     @classmethod
     def slow(cls, seconds: float, content: str | None = None) -> Answer:
@@ -325,7 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.kind == "garbage":
             self._send(200, "<html><body>502 Bad Gateway</body></html>", {}, "text/html")
             return
-        ok = _ok_body(self.path, request, answer.content)
+        ok = _ok_body(self.path, request, answer.content, answer.tool_calls)
         streamed = isinstance(request, dict) and request.get("stream") is True
         if answer.kind in ("ok", "stall", "trickle") and (streamed or answer.kind != "ok"):
             self._stream(answer, ok)
@@ -423,15 +432,28 @@ def _stream_events(path: str, ok: dict[str, Any], pieces: int) -> tuple[list[byt
         for part in _split(text, pieces):
             piece = part if key == "response" else {"role": "assistant", "content": part}
             out.append({"model": ok["model"], key: piece, "done": False})
+        if key == "message" and ok["message"].get("tool_calls"):  # in a piece of their own
+            calls = {"role": "assistant", "content": "", "tool_calls": ok["message"]["tool_calls"]}
+            out.append({"model": ok["model"], key: calls, "done": False})
         last = {**ok, key: "" if key == "response" else {"role": "assistant", "content": ""}}
         out.append(last)
         return [json.dumps(o).encode() + b"\n" for o in out], _stream_type(path)
-    text = ok["choices"][0]["message"]["content"]
+    message = ok["choices"][0]["message"]
     base = {"id": ok["id"], "object": "chat.completion.chunk", "model": ok["model"]}
     chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": part},
                                     "finish_reason": None}]}
-              for part in _split(text, pieces)]  # fmt: skip
-    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+              for part in _split(message["content"] or "", pieces)]  # fmt: skip
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        # The id and name first, then the arguments' text in pieces, as OpenAI streams.
+        head = {"index": index, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+        parts = [{"index": index, "function": {"arguments": p}}
+                 for p in _split(call["function"]["arguments"], pieces)]  # fmt: skip
+        for p in [head, *parts]:
+            delta = {"index": 0, "delta": {"tool_calls": [p]}, "finish_reason": None}
+            chunks.append({**base, "choices": [delta]})
+    finish = ok["choices"][0]["finish_reason"]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     chunks.append({**base, "choices": [], "usage": ok["usage"]})
     events = [b": keep-alive\n\n"] + [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks]
     return [*events, b"data: [DONE]\n\n"], _stream_type(path)
@@ -447,8 +469,11 @@ def _split(text: str, pieces: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def _ok_body(path: str, request: Any, content: str | None) -> dict[str, Any]:
-    """A well-formed answer in the wire format of `path`, echoing the last user text."""
+def _ok_body(
+    path: str, request: Any, content: str | None, calls: tuple | None = None
+) -> dict[str, Any]:
+    """A well-formed answer in the wire format of `path`, echoing the last user text (or
+    calling tools)."""
     request = request if isinstance(request, dict) else {}
     model = request.get("model", "fake")
     if content is None:
@@ -462,10 +487,13 @@ def _ok_body(path: str, request: Any, content: str | None) -> dict[str, Any]:
     prompt_tokens = max(1, len(json.dumps(request)) // 4)
     out_tokens = max(1, len(content) // 4)
     if path.endswith("/api/chat"):
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = [{"function": {"name": n, "arguments": a}} for n, a in calls]
         return {
             "model": model,
             "created_at": "2026-01-01T00:00:00Z",
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "done": True,
             "done_reason": "stop",
             "prompt_eval_count": prompt_tokens,
@@ -481,6 +509,12 @@ def _ok_body(path: str, request: Any, content: str | None) -> dict[str, Any]:
             "prompt_eval_count": prompt_tokens,
             "eval_count": out_tokens,
         }
+    message = {"role": "assistant", "content": content}
+    if calls:
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{i}abc", "type": "function",
+             "function": {"name": n, "arguments": json.dumps(a)}}
+            for i, (n, a) in enumerate(calls)]}  # fmt: skip
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -489,8 +523,8 @@ def _ok_body(path: str, request: Any, content: str | None) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "tool_calls" if calls else "stop",
             }
         ],
         "usage": {

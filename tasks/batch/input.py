@@ -201,28 +201,28 @@ def _openai_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _openai_messages(messages: Any) -> Any:
-    """OpenAI messages as chatq's: text parts joined, `developer` as `system`."""
+    """OpenAI messages as chatq's: `developer` as `system`, a list of text parts joined
+    into text, parts with images kept as they are, an assistant's `tool_calls` (content
+    null or absent) and a tool's `tool_call_id` kept. Other fields (`name`, `refusal`,
+    ...) are left out; ChatRequest names any part type it does not know."""
     if not isinstance(messages, list):
         return messages
     out = []
-    for index, message in enumerate(messages):
+    for message in messages:
         if not isinstance(message, dict):
             out.append(message)
             continue
         role = message.get("role")
         content = message.get("content")
-        if isinstance(content, list):
-            texts = []
-            for part in content:
-                if not (isinstance(part, dict) and part.get("type") == "text"):
-                    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                    raise InvalidRequest(
-                        f"messages.{index}.content: only text parts are supported, not {kind}",
-                        field=f"messages.{index}.content",
-                    )
-                texts.append(str(part.get("text", "")))
-            content = "".join(texts)
-        out.append({"role": "system" if role == "developer" else role, "content": content})
+        if isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type") == "text" for p in content
+        ):
+            content = "".join(str(p.get("text", "")) for p in content)
+        kept = {"role": "system" if role == "developer" else role, "content": content}
+        for key in ("tool_calls", "tool_call_id"):
+            if message.get(key) is not None:
+                kept[key] = message[key]
+        out.append(kept)
     return out
 
 

@@ -60,7 +60,7 @@ def completion(r: dict[str, Any], request_id: str) -> dict[str, Any]:
         "model": r.get("model"),
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": r.get("content", "")},
+            "message": _message(r),
             "finish_reason": r.get("finish_reason") or "stop",
         }],
         "usage": {
@@ -75,6 +75,15 @@ def completion(r: dict[str, Any], request_id: str) -> dict[str, Any]:
     if extra:
         body["chatq"] = extra
     return body
+
+
+def _message(r: dict[str, Any]) -> dict[str, Any]:
+    """The answer as OpenAI's assistant message: content null beside tool calls when
+    there is no text, as OpenAI sends it."""
+    message: dict[str, Any] = {"role": "assistant", "content": r.get("content", "")}
+    if r.get("tool_calls"):
+        message.update(content=r.get("content") or None, tool_calls=r["tool_calls"])
+    return message
 
 
 def write_results(results: Iterable[Result], path: Path, *, form: str = "chatq") -> int:

@@ -95,6 +95,23 @@ def test_openai_text_parts_are_joined_and_developer_is_a_system_message(tmp_path
         ("system", "be brief"), ("user", "hello")]  # fmt: skip
 
 
+def test_an_openai_tool_conversation_with_an_image_is_read_as_written(tmp_path):
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "look", "arguments": "{}"}}  # fmt: skip
+    image = {"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "what?"}, image]},
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "a cat"}]  # fmt: skip
+    tools = [{"type": "function", "function": {"name": "look", "parameters": {}}}]
+    [line] = read_lines(write(tmp_path, openai_line("x", messages=messages, tools=tools)))
+    assert line.error is None
+    user, assistant, tool = line.request.messages
+    assert user.images == ["https://example.org/a.png"] and user.text == "what?"
+    assert assistant.content is None and assistant.tool_calls[0].id == "call_1"
+    assert tool.tool_call_id == "call_1"
+    assert line.request.tools == tools
+
+
 @pytest.mark.parametrize(
     ("row", "kind", "words"),
     [

@@ -53,7 +53,7 @@ class MockProvider(Provider):
             content, finish = content[: request.max_tokens * 4], "length"
         else:
             finish = "stop"
-        prompt_tokens = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+        prompt_tokens = sum(estimate_tokens(m.text) + 4 for m in request.messages)
         return ChatResponse(
             model=request.model,
             content=content,
@@ -66,9 +66,10 @@ class MockProvider(Provider):
 
 
 def _last_user(request: ChatRequest) -> str:
-    return next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    return next((m.text for m in reversed(request.messages) if m.role == "user"), "")
 
 
 def _digest(request: ChatRequest) -> str:
-    canonical = json.dumps([[m.role, m.content] for m in request.messages], ensure_ascii=False)
+    turns = [[m.role, m.model_dump(mode="json")["content"]] for m in request.messages]
+    canonical = json.dumps(turns, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -20,17 +20,30 @@ def flatten(messages: list[Message]) -> tuple[str | None, str]:
     A lone user message is sent as it is; a conversation becomes labelled turns
     (`User: ...`, `Assistant: ...`) separated by blank lines.
     """
-    system = "\n\n".join(m.content for m in messages if m.role == "system") or None
+    system = "\n\n".join(m.text for m in messages if m.role == "system") or None
     turns = [m for m in messages if m.role != "system"]
     if len(turns) == 1 and turns[0].role == "user":
-        return system, turns[0].content
-    return system, "\n\n".join(f"{_LABELS[m.role]}: {m.content}" for m in turns)
+        return system, turns[0].text
+    return system, "\n\n".join(f"{_LABELS[m.role]}: {m.text}" for m in turns)
 
 
 class OllamaCloudProvider(HttpProvider):
     """Translates to and from Ollama Cloud's generate API."""
 
     path = "/api/generate"
+
+    def refuse_unsupported(self, request: ChatRequest) -> None:
+        # The generate API takes one prompt: a conversation's tool calls, tools and images
+        # would not survive flattening.
+        if request.tools or request.tool_choice is not None:
+            raise self.cannot("tools (its generate API has none)", "tools")
+        for index, message in enumerate(request.messages):
+            if message.tool_calls:
+                raise self.cannot("an assistant's tool calls (its generate API takes one "
+                                  "prompt)", f"messages.{index}.tool_calls")  # fmt: skip
+            if message.images:
+                raise self.cannot("images in a chat (its generate API takes one prompt)",
+                                  f"messages.{index}.content")  # fmt: skip
 
     def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
         system, prompt = flatten(request.messages)

@@ -15,7 +15,7 @@ from chatq.redaction import redact
 from worker.chat.provider import HttpProvider
 from worker.chat.schema import schema_name
 from worker.chat.transport import error_for_status
-from worker.chat.types import SAMPLING, ChatRequest
+from worker.chat.types import SAMPLING, ChatRequest, Message
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -31,7 +31,7 @@ class OpenAICompatProvider(HttpProvider):
     def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": upstream_model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": self.stream,
         }
         if self.stream:
@@ -41,6 +41,10 @@ class OpenAICompatProvider(HttpProvider):
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         body.update(request.sampling())  # check() refused any this provider cannot honour
+        if request.tools:
+            body["tools"] = request.tools
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice
         if request.format == "json":
             body["response_format"] = {"type": "json_object"}
         elif request.format is not None:
@@ -54,20 +58,27 @@ class OpenAICompatProvider(HttpProvider):
         if not choices:
             raise self._no_choices(body)
         choice = choices[0]
-        content = (choice.get("message") or {}).get("content")
+        message = choice.get("message") or {}
+        content = message.get("content")
         if content is not None and not isinstance(content, str):
             raise TypeError("choices[0].message.content is not a string")
+        calls = message.get("tool_calls") or None
+        if calls is not None and not all(isinstance(c.get("function"), dict) for c in calls):
+            raise TypeError("choices[0].message.tool_calls has a call without a function")
         usage = body.get("usage") or {}
         return {
             "content": content or "",
+            "tool_calls": calls,
             "input_tokens": int(usage.get("prompt_tokens") or 0),
             "output_tokens": int(usage.get("completion_tokens") or 0),
             "finish_reason": choice.get("finish_reason"),
         }
 
     def assemble(self, lines: Iterator[str]) -> dict[str, Any]:
-        """Server-sent events (`data: {chunk}` ... `data: [DONE]`) as one completion."""
+        """Server-sent events (`data: {chunk}` ... `data: [DONE]`) as one completion; tool
+        calls come in pieces by index (id and name first, then the arguments' text)."""
         content: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
         finish = model = None
         usage: dict[str, Any] = {}
         seen = False
@@ -86,7 +97,10 @@ class OpenAICompatProvider(HttpProvider):
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or []:
                 seen = True
-                content.append((choice.get("delta") or {}).get("content") or "")
+                delta = choice.get("delta") or {}
+                content.append(delta.get("content") or "")
+                for piece in delta.get("tool_calls") or ():
+                    _add_call_piece(calls, piece)
                 finish = choice.get("finish_reason") or finish
         else:
             if finish is None:
@@ -94,7 +108,9 @@ class OpenAICompatProvider(HttpProvider):
                     f"{self.name}: the streamed answer ended before it was done",
                     provider=self.name,
                 )
-        message = {"role": "assistant", "content": "".join(content)}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+        if calls:
+            message["tool_calls"] = [calls[i] for i in sorted(calls)]
         choices = [{"index": 0, "message": message, "finish_reason": finish}] if seen else []
         return {"model": model, "choices": choices, "usage": usage}
 
@@ -117,3 +133,22 @@ class OpenAICompatProvider(HttpProvider):
         return MalformedResponse(
             f"{self.name} answered with no choices", provider=self.name, excerpt=str(body)
         )
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A message as the chat completions API takes it: as given, `content` null beside
+    tool calls."""
+    out = message.model_dump(mode="json", exclude_none=True)
+    out.setdefault("content", None)
+    return out
+
+
+def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
+    """Fold one streamed piece of a tool call into the call of its index."""
+    index = piece.get("index", len(calls))
+    call = calls.setdefault(index, {"id": None, "type": "function",
+                                    "function": {"name": "", "arguments": ""}})  # fmt: skip
+    call["id"] = piece.get("id") or call["id"]
+    function = piece.get("function") or {}
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""

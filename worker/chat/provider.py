@@ -25,8 +25,9 @@ class Provider(ABC):
     honours: frozenset[str] = frozenset(SAMPLING)
 
     def check(self, request: ChatRequest) -> None:
-        """Refuse what this provider cannot honour; called before a request is queued
-        and again before each call.
+        """Refuse what this provider cannot honour (a sampling option, or a part of the
+        request its wire cannot carry); called before a request is queued and again
+        before each call.
 
         Raises:
             InvalidRequest: naming the option and the provider.
@@ -40,6 +41,16 @@ class Provider(ABC):
                     field=option,
                     provider=self.name,
                 )
+        self.refuse_unsupported(request)
+
+    def refuse_unsupported(self, request: ChatRequest) -> None:
+        """Raise `self.cannot(...)` for any part of `request` this provider's wire cannot
+        carry (tools, images, ...); the base class takes everything."""
+        return None
+
+    def cannot(self, what: str, field: str) -> InvalidRequest:
+        """The refusal of `what`, naming this provider."""
+        return InvalidRequest(f"{self.name} cannot take {what}", field=field, provider=self.name)
 
     @abstractmethod
     def chat(

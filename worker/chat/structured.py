@@ -26,11 +26,13 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*\n(.*)\n\s*```\s*$", re.DOTALL)
 def check_answer(response: ChatResponse, fmt: str | dict[str, Any] | None) -> ChatResponse:
     """`response` with its `parsed` value when `fmt` asks for JSON.
 
+    An answer of tool calls is not checked: it asks the caller to run a tool first.
+
     Raises:
         InvalidAnswer: `fmt` is a schema and the answer is not JSON, or does not match;
             carries the call's tokens, since the call was paid for.
     """
-    if fmt is None:
+    if fmt is None or response.tool_calls:
         return response
     try:
         value = _loads(response.content)

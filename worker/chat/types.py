@@ -7,25 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
 from chatq.errors import InvalidRequest
+from worker.chat.messages import Message, Role
 from worker.chat.schema import check_schema
 
 __all__ = ["MAX_REQUEST_CHARS", "SAMPLING", "ChatRequest", "ChatResponse", "Message", "Role"]
 
-Role = Literal["system", "user", "assistant", "tool"]
 #: The most characters of message content one request may carry (about a million tokens).
 MAX_REQUEST_CHARS = 4_000_000
 #: The sampling options a request may set; each provider says which of them it honours,
 #: and a request setting one its provider cannot honour is refused before it is queued.
 SAMPLING = ("seed", "top_p", "stop", "presence_penalty", "frequency_penalty", "top_k", "min_p")
-
-
-class Message(BaseModel):
-    """One chat message: a role and its text."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    role: Role
-    content: StrictStr
 
 
 class ChatRequest(BaseModel):
@@ -37,6 +28,8 @@ class ChatRequest(BaseModel):
     Python API also takes a pydantic model class: its schema is used).
     `timeout` bounds one upstream call's read, overriding CHATQ_TIMEOUT. The sampling
     options (`SAMPLING`) are sent only when set; `n` may only be 1 (one answer a job).
+    `tools` (OpenAI's function tools) and `tool_choice` travel as given to the providers
+    that take them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -56,6 +49,8 @@ class ChatRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0, le=1)
     n: int | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    tool_choice: StrictStr | dict[str, Any] | None = None
 
     @field_validator("model")
     @classmethod
@@ -87,6 +82,17 @@ class ChatRequest(BaseModel):
             return value
         raise ValueError("must be a string or a list of strings")
 
+    @field_validator("tools")
+    @classmethod
+    def _tools_are_functions(cls, value: Any) -> Any:
+        for index, tool in enumerate(value or ()):
+            function = tool.get("function")
+            if tool.get("type") != "function" or not isinstance(function, dict):
+                raise ValueError(f"tool {index} must be {{'type': 'function', 'function': ...}}")
+            if not isinstance(function.get("name"), str) or not function["name"]:
+                raise ValueError(f"tool {index} has no function name")
+        return value
+
     @field_validator("n")
     @classmethod
     def _one_answer(cls, value: int | None) -> int | None:
@@ -97,7 +103,7 @@ class ChatRequest(BaseModel):
     @field_validator("messages")
     @classmethod
     def _messages_fit(cls, value: list[Message]) -> list[Message]:
-        size = sum(len(m.content) for m in value)
+        size = sum(m.size for m in value)
         if size > MAX_REQUEST_CHARS:
             raise ValueError(
                 f"messages hold {size:,} characters, more than the {MAX_REQUEST_CHARS:,} allowed"
@@ -127,7 +133,7 @@ class ChatRequest(BaseModel):
     @property
     def size(self) -> int:
         """Characters of message content: what monitoring may show instead of the prompt."""
-        return sum(len(m.content) for m in self.messages)
+        return sum(m.size for m in self.messages)
 
     def summary(self) -> str:
         """`model=... msgs=N chars=M`: the request, safe to show in logs and Flower."""
@@ -148,6 +154,9 @@ class ChatResponse(BaseModel):
     latency_ms: float = 0.0
     attempts: int = 1
     cached: bool = False
+    #: The calls the model asks for instead of (or beside) an answer, in OpenAI's form:
+    #: `{"id", "type": "function", "function": {"name", "arguments": <JSON text>}}`.
+    tool_calls: list[dict[str, Any]] | None = None
     #: The answer as JSON, when the request asked for JSON (checked against its schema).
     parsed: Any = None
     #: What a person should know about how the answer was got (a fallback taken, ...).

@@ -45,7 +45,7 @@ def estimate_request_tokens(request: ChatRequest) -> int:
     """A request's size charged to a TPM budget before its answer's usage is known:
     its messages (about four characters a token, plus a few per message) and the
     answer it allows (`max_tokens`, when set). The answer's real usage corrects it."""
-    prompt = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+    prompt = sum(estimate_tokens(m.text) + 4 for m in request.messages)
     return prompt + (request.max_tokens or 0)
 
 
