@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Answer", "FakeUpstream", "Received"]
+__all__ = ["REAL_ERRORS", "Answer", "FakeUpstream", "Received"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,44 @@ class Answer:
     def trickle(cls, seconds: float, *, pieces: int = 8, content: str | None = None) -> Answer:
         """A healthy long answer: streamed in `pieces`, spread over `seconds`."""
         return cls(kind="trickle", body={"pieces": pieces, "seconds": seconds}, content=content)
+
+
+#: Errors as real providers send them (status and body), by the behaviour they show.
+REAL_ERRORS: dict[str, Answer] = {
+    # OpenAI (and the APIs that copy it): the account has no quota left.
+    "openai_insufficient_quota": Answer.error(429, {"error": {
+        "message": "You exceeded your current quota, please check your plan and billing "
+                   "details.",
+        "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}),
+    # OpenRouter: too little credit for the call, as a 402 in its own envelope.
+    "openrouter_402": Answer.error(402, {"error": {
+        "code": 402,
+        "message": "This request requires more credits, or fewer max_tokens. You requested "
+                   "up to 4096 tokens, but can only afford 112."}}),
+    # OpenRouter: an upstream provider's refusal, named in metadata.
+    "openrouter_upstream_400": Answer.error(400, {"error": {
+        "code": 400, "message": "Provider returned error",
+        "metadata": {"provider_name": "Fireworks", "raw": "prompt is too long"}}}),
+    # Ollama Cloud's usage limits: 429s that waiting seconds will not cure.
+    "ollama_cloud_hourly_limit": Answer.error(429, {
+        "error": "you've reached your hourly usage limit, please wait or upgrade to continue"}),
+    "ollama_cloud_session_limit": Answer.error(429, {
+        "error": "you (someone) have reached your session usage limit, upgrade for higher "
+                 "limits: https://ollama.com/upgrade"}),
+    "ollama_cloud_weekly_limit": Answer.error(429, {
+        "error": "you (someone) have reached your weekly usage limit, upgrade for higher "
+                 "limits: https://ollama.com/upgrade"}),
+    # Ollama: its queue of pending requests is full (OLLAMA_MAX_QUEUE).
+    "ollama_busy": Answer.error(503, {
+        "error": "server busy, please try again.  maximum pending requests exceeded"}),
+    # Ollama: the model is not pulled on this server.
+    "ollama_model_not_found": Answer.error(404, {
+        "error": 'model "llama9" not found, try pulling it first'}),
+    # Ollama: a format it cannot turn into a grammar.
+    "ollama_invalid_schema": Answer.error(400, {"error": "invalid JSON schema in format"}),
+    # "Client closed request": the call was cut before its answer (no body).
+    "499": Answer.error(499, ""),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ class OpenAICompatProvider(HttpProvider):
             # Redact before the message is cut short: a cut could keep part of a key.
             message = redact(str(error.get("message") or "no message"))
             if status is not None:
-                return error_for_status(self.name, status, {}, f"{message} {body}")
+                return error_for_status(self.name, status, {}, json.dumps(body))
             return MalformedResponse(
                 f"{self.name} answered an error without choices: {message[:200]}",
                 provider=self.name,
