@@ -70,6 +70,43 @@ def test_chat_completions_against_the_fake_upstream(gw, client):
     assert sent.body["max_tokens"] == 7 and gw.upstream.calls == 2
 
 
+def test_the_sdks_tool_conversation_and_seed_reach_the_upstream_and_tool_calls_come_back(
+    gw, client
+):
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+    call = {"id": "call_9", "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}  # fmt: skip
+    messages = [*HELLO, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_9", "content": "clear"}]  # fmt: skip
+    gw.upstream.push(Answer.calling(("weather", {"city": "Bergen"})))
+    answer = client.chat.completions.create(
+        model="openrouter/acme/m1", messages=messages, tools=tools, seed=7, top_p=0.5
+    )
+    sent = gw.upstream.received[-1].body
+    assert sent["messages"] == messages and sent["tools"] == tools
+    assert (sent["seed"], sent["top_p"]) == (7, 0.5)
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert choice.message.tool_calls[0].function.name == "weather"
+    assert json.loads(choice.message.tool_calls[0].function.arguments) == {"city": "Bergen"}
+
+
+def test_the_sdks_parse_gets_a_pydantic_answer_through_a_json_schema(gw, client):
+    import pydantic
+
+    class Verdict(pydantic.BaseModel):
+        score: int
+
+    gw.upstream.push(Answer(content='{"score": 8}'))
+    answer = client.beta.chat.completions.parse(
+        model="openrouter/acme/m1", messages=HELLO, response_format=Verdict
+    )
+    assert answer.choices[0].message.parsed == Verdict(score=8)
+    sent = gw.upstream.received[-1].body["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Verdict"
+
+
 def test_chat_completion_errors_arrive_as_the_sdks_own_exceptions(gw, client):
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="mock/echo", messages=HELLO, stream=True)

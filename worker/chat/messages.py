@@ -80,7 +80,9 @@ class Message(_Frozen):
     tool_calls: list[ToolCall] | None = Field(default=None, min_length=1)
     # Optional even for a tool message: Ollama's own tool messages carry none.
     tool_call_id: StrictStr | None = None
-    content: StrictStr | list[Part] | None
+    # Absent means null: the OpenAI SDK leaves out a null content, as does a task
+    # message (dumped without its None fields).
+    content: StrictStr | list[Part] | None = Field(default=None, validate_default=True)
 
     @field_validator("tool_calls")
     @classmethod
@@ -108,7 +110,7 @@ class Message(_Frozen):
                 + (" (or null beside tool_calls)" if info.data.get("role") == "assistant" else "")
             ) from None
         if value is None and not info.data.get("tool_calls"):
-            raise ValueError("may be null only in an assistant message with tool_calls")
+            raise ValueError("is required (null only in an assistant message with tool_calls)")
         images = isinstance(value, list) and any(isinstance(p, ImagePart) for p in value)
         if images and info.data.get("role") != "user":
             raise ValueError("only a user message carries images")
