@@ -88,6 +88,7 @@ class Settings:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
+    quota_pause: float = 600.0
     max_attempts: int = 6
     job_deadline: float = 900.0
     concurrency: int = 32
@@ -182,6 +183,7 @@ def load_settings(
         backoff_base=backoff_base,
         backoff_max=backoff_max,
         retry_after_max=_get(src, "CHATQ_RETRY_AFTER_MAX", _positive(float), 300.0),
+        quota_pause=_get(src, "CHATQ_QUOTA_PAUSE", _positive(float), 600.0),
         max_attempts=_get(src, "CHATQ_MAX_ATTEMPTS", _positive(int), 6),
         job_deadline=deadline,
         concurrency=_get(src, "CHATQ_CONCURRENCY", _positive(int), 32),

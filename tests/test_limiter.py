@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatq.errors import DeadlineExceeded, RateLimited, UpstreamTimeout
+from chatq.errors import DeadlineExceeded, QuotaExhausted, RateLimited, UpstreamTimeout
 from config import ProviderLimits, load_settings
 from worker.chat.types import ChatRequest, ChatResponse
 from worker.limits import Limiter, Limits, MemoryBackend, RedisBackend, estimate_request_tokens
@@ -231,6 +231,28 @@ def test_status_shows_the_learned_rate_the_calls_in_flight_and_recent_429s(make_
     assert backend.status("other")["learned_rpm"] is None
 
 
+def test_a_quota_pause_is_shared_shown_with_its_reason_and_ends(make_backend):
+    clock = FakeClock()
+    backend = make_backend(clock)
+    assert backend.paused("p") is None
+
+    backend.pause("p", 60.0, "kimi answered 429: quota spent")
+
+    left, why = backend.paused("p")
+    assert 0 < left <= 60.0 and why == "kimi answered 429: quota spent"
+    status = backend.status("p")
+    assert status["paused_because"] == why and 0 < status["quota_paused_for"] <= 60.0
+    assert backend.paused("other") is None
+    backend.pause("p", 0.001, "short")
+    if isinstance(backend, MemoryBackend):
+        clock.now += 1.0
+    else:
+        import time
+
+        time.sleep(0.05)  # Redis expires the pause on its own clock
+    assert backend.paused("p") is None
+
+
 def _learned(backend) -> float:
     if isinstance(backend, MemoryBackend):
         return backend.states["p"].rate
@@ -291,6 +313,27 @@ def test_a_429_reported_by_one_caller_pauses_the_next_callers_turn():
     limiter.call("openrouter", lambda: ANSWER, tokens=1, deadline=T0 + 60)
     assert clock.now >= T0 + 4.0
     assert limiter.backend.status("openrouter")["recent_429s"] == 1
+
+
+def test_a_spent_quota_pauses_the_provider_so_the_next_jobs_fail_without_a_call():
+    clock = FakeClock()
+    limiter = _limiter(clock, {"kimi": ProviderLimits(concurrency=1)}, quota_pause=600)
+    calls = []
+
+    def spent():
+        calls.append(clock.now)
+        raise QuotaExhausted("kimi answered 429: quota spent", provider="kimi", status=429)
+
+    with pytest.raises(QuotaExhausted):
+        limiter.call("kimi", spent, tokens=1, deadline=T0 + 60)
+    with pytest.raises(QuotaExhausted, match="paused fleet-wide for 600s more") as caught:
+        limiter.call("kimi", lambda: calls.append(clock.now) or ANSWER, tokens=1,
+                     deadline=T0 + 60)  # fmt: skip
+    assert "quota spent" in caught.value.message and not caught.value.retryable
+    assert limiter.backend.paused("kimi")[1] == "kimi answered 429: quota spent"
+    assert len(calls) == 1
+    clock.now += 601  # the pause has passed; the first call's lease was given back
+    assert limiter.call("kimi", lambda: ANSWER, tokens=1, deadline=clock.now + 1) is ANSWER
 
 
 def test_a_failed_call_gives_its_lease_back():

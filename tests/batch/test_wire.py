@@ -11,7 +11,7 @@ import pytest
 from tasks.batch.follow import Follower
 from tasks.batch.output import write_results
 from tasks.batch.service import Batches, FileSource
-from tests.fake_upstream import Answer
+from tests.fake_upstream import REAL_ERRORS, Answer
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +80,31 @@ def test_a_line_whose_provider_cannot_honour_an_option_fails_alone_and_is_never_
     assert ollama.response is not None
     [call] = upstream.received
     assert call.body["options"] == {"top_k": 20, "min_p": 0.1}
+
+
+def test_an_empty_account_costs_one_call_a_batch_and_the_pause_shows_in_chatq_limits(
+    env, upstream, producer_for, start_worker, tmp_path, settings_for
+):
+    import redis
+
+    from worker.limits import RedisBackend
+    from worker.limits.report import limits_report
+
+    env = {**env, "CHATQ_KIMI_CONCURRENCY": "1"}  # one call at a time: the first tells
+    upstream.push(REAL_ERRORS["openai_insufficient_quota"])
+
+    lines = [openai_line(f"q{i}", "kimi/kimi-for-coding") for i in range(5)]
+    batches = run_file(env, producer_for, start_worker, tmp_path, *lines)
+
+    rows = list(batches.results("wire"))
+    assert {r.error["type"] for r in rows} == {"QuotaExhausted"}
+    assert upstream.calls == 1
+    assert sum("no call was made" in r.error["message"] for r in rows) == 4
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    try:
+        [kimi] = [r for r in limits_report(settings_for(env), RedisBackend(client))
+                  if r["provider"] == "kimi"]  # fmt: skip
+    finally:
+        client.close()
+    assert kimi["paused_for"] > 500
+    assert kimi["paused_because"].startswith("kimi answered 429: the account's quota")

@@ -66,6 +66,12 @@ class LimitBackend(Protocol):
 
     def status(self, provider: str, *, minutes: float = 5.0) -> dict[str, Any]: ...
 
+    def pause(self, provider: str, seconds: float, reason: str) -> None:
+        """Pause `provider` for every caller for `seconds`, saying why (a spent quota)."""
+
+    def paused(self, provider: str) -> tuple[float, str] | None:
+        """(seconds left, why) while `provider` is paused so, else None."""
+
 
 class MemoryBackend:
     """The limiter's state in this process (tests, and one-process tools).
@@ -81,6 +87,17 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self.states: dict[str, State] = {}
         self._429s: dict[str, list[float]] = {}
+        self._pauses: dict[str, tuple[float, str]] = {}
+
+    def pause(self, provider: str, seconds: float, reason: str) -> None:
+        with self._lock:
+            self._pauses[provider] = (self.clock() + seconds, reason)
+
+    def paused(self, provider: str) -> tuple[float, str] | None:
+        with self._lock:
+            until, reason = self._pauses.get(provider, (0.0, ""))
+            left = until - self.clock()
+            return (left, reason) if left > 0 else None
 
     def acquire(self, provider: str, limits: Limits, **kw: Any) -> Decision:
         with self._lock:
@@ -102,7 +119,7 @@ class MemoryBackend:
             fields = {k: v for k, v in vars(state).items() if k != "slots"}
             in_flight = sum(1 for expiry in state.slots.values() if expiry > now)
             recent = sum(1 for t in self._429s.get(provider, []) if t > now - minutes * 60)
-            return _status(fields, now, in_flight, recent)
+        return {**_status(fields, now, in_flight, recent), **_pause_status(self.paused(provider))}
 
 
 class RedisBackend:
@@ -198,7 +215,33 @@ class RedisBackend:
         pipe.zcount(slots, f"({now!r}", "+inf")
         pipe.zcount(log, f"({now - minutes * 60!r}", "+inf")
         in_flight, recent = pipe.execute()
-        return _status(fields, now, int(in_flight), int(recent))
+        status = _status(fields, now, int(in_flight), int(recent))
+        return {**status, **_pause_status(self.paused(provider))}
+
+    def pause(self, provider: str, seconds: float, reason: str) -> None:
+        # Its own key, expiring with the pause: the Lua steps need not know of it, and
+        # every worker's next call asks for it before anything else.
+        self._client.set(_pause_key(provider), reason, px=max(1, int(seconds * 1000)))
+
+    def paused(self, provider: str) -> tuple[float, str] | None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(_pause_key(provider))
+        pipe.pttl(_pause_key(provider))
+        reason, left_ms = pipe.execute()
+        if reason is None or left_ms is None or left_ms <= 0:
+            return None
+        return left_ms / 1000.0, _text(reason)
+
+
+def _pause_key(provider: str) -> str:
+    return f"{PREFIX}{provider}:quota"
+
+
+def _pause_status(pause: tuple[float, str] | None) -> dict[str, Any]:
+    """A quota pause as `chatq limits` shows it: seconds left, and why."""
+    if pause is None:
+        return {"quota_paused_for": 0.0, "paused_because": None}
+    return {"quota_paused_for": round(pause[0], 2), "paused_because": pause[1]}
 
 
 def _status(fields: dict[str, Any], now: float, in_flight: int, recent: int) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import redis
 
-from chatq.errors import DeadlineExceeded, RateLimited
+from chatq.errors import DeadlineExceeded, QuotaExhausted, RateLimited
 from config import ProviderLimits, Settings, spec
 from worker.chat.mock import estimate_tokens
 from worker.chat.types import ChatRequest
@@ -68,6 +68,8 @@ class Limiter:
         limits_for: a provider's configured limits; None: the provider is not limited.
         lease: seconds a call's concurrency lease lives at most if its worker dies
             holding it (a lease also ends by the job's deadline, plus two seconds).
+        quota_pause: seconds a provider is paused fleet-wide once a call finds its quota
+            spent (QuotaExhausted); 0: never.
         step: the longest single sleep while waiting for a turn.
         clock, sleep, rand: the worker's monotonic clock, sleep and randomness.
     """
@@ -78,6 +80,7 @@ class Limiter:
         limits_for: Callable[[str], ProviderLimits | None],
         *,
         lease: float,
+        quota_pause: float = 0.0,
         step: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -86,6 +89,7 @@ class Limiter:
         self.backend = backend
         self._limits_for = limits_for
         self.lease = lease
+        self.quota_pause = quota_pause
         self.step = step
         self._clock = clock
         self._sleep = sleep
@@ -100,7 +104,8 @@ class Limiter:
                 return settings.limits.get(provider)
             return settings.limits_for(provider)
 
-        return cls(backend, limits_for, lease=settings.lease_seconds, **kw)  # type: ignore[arg-type]
+        return cls(backend, limits_for, lease=settings.lease_seconds,  # type: ignore[arg-type]
+                   quota_pause=settings.quota_pause, **kw)  # fmt: skip
 
     def guards(self, provider: str) -> bool:
         """Whether calls to `provider` go through the limiter."""
@@ -119,11 +124,21 @@ class Limiter:
         """
         if not self.guards(provider):
             return fn()
+        self._refuse_if_quota_paused(provider)
         permit = self.acquire(provider, tokens=tokens, deadline=deadline)
+        try:  # again once admitted: the pause may have begun while this call waited
+            self._refuse_if_quota_paused(provider)
+        except QuotaExhausted:
+            self._release(permit, maths.FAILED)
+            raise
         try:
             result = fn()
         except RateLimited as exc:
             self._release(permit, maths.LIMITED, retry_after=exc.retry_after)
+            raise
+        except QuotaExhausted as exc:
+            self._release(permit, maths.FAILED)
+            self._pause_for_quota(provider, exc)
             raise
         except BaseException:
             self._release(permit, maths.FAILED)
@@ -166,6 +181,31 @@ class Limiter:
             else:  # a turn is reserved: wake to re-check, the rate may rise meanwhile
                 wait = min(decision.wait, self.step)
             self._sleep(max(0.0, min(wait, left)))
+
+    def _refuse_if_quota_paused(self, provider: str) -> None:
+        """A provider whose quota ran out is not called again, by any worker, until the
+        pause has passed: the job fails at once, as the first one did."""
+        try:
+            pause = self.backend.paused(provider)
+        except redis.RedisError as exc:  # a lost pause costs one call; a lost job more
+            log.warning("could not read %s's quota pause: %s", provider, exc)
+            return
+        if pause is not None:
+            left, reason = pause
+            raise QuotaExhausted(
+                f"{provider} is paused fleet-wide for {left:.0f}s more: its quota ran out "
+                f"({reason}); no call was made",
+                provider=provider,
+            )
+
+    def _pause_for_quota(self, provider: str, exc: QuotaExhausted) -> None:
+        if not self.quota_pause:
+            return
+        log.warning("%s: quota spent, pausing it fleet-wide for %gs", provider, self.quota_pause)
+        try:
+            self.backend.pause(provider, self.quota_pause, exc.message)
+        except redis.RedisError as err:
+            log.warning("could not pause %s: %s", provider, err)
 
     def _release(self, permit: Permit, outcome: str, **facts: float | None) -> None:
         try:

@@ -18,6 +18,7 @@ _COLUMNS = (
     ("in_flight", "IN FLIGHT"),
     ("paused_for", "PAUSED FOR"),
     ("recent_429s", "429s"),
+    ("paused_because", "WHY PAUSED"),
 )
 
 
@@ -28,8 +29,9 @@ def limits_report(
 
     `concurrency`, `rpm`, `tpm` are configured (None: no limit); `learned_rpm` is the
     rate the fleet learned from 429s (None: none yet); `in_flight` the calls holding a
-    lease now; `paused_for` the seconds left of a Retry-After pause; `recent_429s` the
-    429s of the last `minutes`.
+    lease now; `paused_for` the seconds left of a pause (a Retry-After, or a spent
+    quota); `recent_429s` the 429s of the last `minutes`; `paused_because` why a quota
+    pause was taken (None: no such pause).
     """
     rows = []
     for row in TABLE:
@@ -46,12 +48,15 @@ def limits_report(
                 **backend.status(provider, minutes=minutes),
             }
         )
+        last = rows[-1]
+        last["paused_for"] = max(last["paused_for"], last.pop("quota_paused_for", 0.0))
     return rows
 
 
 def format_report(rows: list[dict[str, Any]], *, minutes: float) -> str:
     """The rows as an aligned table for a terminal."""
-    header = [title for _, title in _COLUMNS[:-1]] + [f"429s ({minutes:g} MIN)"]
+    header = [title for _, title in _COLUMNS]
+    header[-2] = f"429s ({minutes:g} MIN)"
     table = [header] + [[_cell(row[key]) for key, _ in _COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in table)
