@@ -134,6 +134,22 @@ def test_a_provider_that_refuses_schemas_is_asked_once_more_in_json_mode(
     assert "refused the JSON Schema (400)" in response.notes[0]
 
 
+def test_a_model_that_refused_a_schema_is_asked_in_json_mode_from_then_on(registry, upstream, ask):
+    upstream.refuse_schemas = True
+    upstream.push(*(Answer(content=f'{{"score": {n}}}') for n in (1, 2, 3)))
+    model = "openrouter/acme/no-schemas"
+
+    registry.chat(ask(model, format=SCORE))
+    second = registry.chat(ask(model, format=SCORE))
+    registry.chat(ask("openrouter/acme/other", format=SCORE))  # another model: asked anew
+
+    refused, fallback, direct, other, _ = upstream.received
+    assert [c.answer for c in (refused, fallback, direct)] == ["400", "ok", "ok"]
+    assert direct.body["response_format"] == {"type": "json_object"}
+    assert second.parsed == {"score": 2} and "earlier" in second.notes[0]
+    assert other.answer == "400"
+
+
 def test_the_json_mode_fallback_is_checked_against_the_schema_too(registry, upstream, ask):
     upstream.refuse_schemas = True
     upstream.push(Answer(content='{"score": "high"}'))

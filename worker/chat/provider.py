@@ -86,6 +86,9 @@ class HttpProvider(Provider):
         self.name = name
         #: Options its family does not share but this provider knows (provider table).
         self.honours = type(self).honours | frozenset(also_honours)
+        #: Upstream models that answered a JSON Schema with 400/422 but JSON mode with an
+        #: answer (a set's add is atomic: the pool's threads share it).
+        self._refuses_schemas: set[str] = set()
         self.transport = transport
         self.timeout = timeout
         #: Ask for a streamed answer: a stall then costs `idle_timeout`, while a long
@@ -97,20 +100,29 @@ class HttpProvider(Provider):
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
     ) -> ChatResponse:
         """One call; when the provider refuses a JSON Schema (400, 422), one more in JSON
-        mode, whose answer the worker then checks against the schema itself."""
+        mode, whose answer the worker then checks against the schema itself. A model
+        that refused once is asked in JSON mode from then on (by this process), so a
+        batch does not pay each of its lines a refused call."""
         started = time.perf_counter()
         notes = []
-        try:
-            body = self._call(request, self.payload(request, upstream_model), deadline)
-        except BadRequest as exc:
-            if not isinstance(request.format, dict):
-                raise
-            notes.append(
-                f"{self.name} refused the JSON Schema ({exc.status}): asked in JSON mode "
-                "instead; the answer was checked against the schema by chatq"
-            )
-            json_mode = request.model_copy(update={"format": "json"})
+        json_mode = request.model_copy(update={"format": "json"})
+        if isinstance(request.format, dict) and upstream_model in self._refuses_schemas:
+            notes.append(f"{self.name} refused JSON Schemas for {upstream_model} earlier: "
+                         "asked in JSON mode; the answer was checked against the schema "
+                         "by chatq")  # fmt: skip
             body = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+        else:
+            try:
+                body = self._call(request, self.payload(request, upstream_model), deadline)
+            except BadRequest as exc:
+                if not isinstance(request.format, dict):
+                    raise
+                notes.append(f"{self.name} refused the JSON Schema ({exc.status}): asked in "
+                             "JSON mode instead; the answer was checked against the schema "
+                             "by chatq")  # fmt: skip
+                body = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+                # Only once JSON mode was taken: a 400 for another cause fails again above.
+                self._refuses_schemas.add(upstream_model)
         latency_ms = (time.perf_counter() - started) * 1000.0
         if not isinstance(body, dict):
             raise self.malformed(f"expected a JSON object, got {type(body).__name__}", body)
