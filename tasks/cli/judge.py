@@ -22,7 +22,7 @@ from tasks.batch.output import write_rows
 from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runtime_batches
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
 from tasks.cli.progress import Progress, format_duration
-from tasks.judge.parse import SCORED, parse_scale
+from tasks.judge.formats import SCORED, parse_scale
 from tasks.judge.run import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
 from tasks.judge.stats import paired_difference
 from tasks.judge.template import Template

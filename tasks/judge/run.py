@@ -22,7 +22,7 @@ from chatq.errors import ChatqError, InvalidRequest
 from tasks.batch.input import Line, file_digest
 from tasks.batch.output import Result
 from tasks.batch.service import default_batch_id
-from tasks.judge.parse import (
+from tasks.judge.formats import (
     OUT_OF_RANGE,
     SCORED,
     TIE,
