@@ -23,8 +23,11 @@ from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runti
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
 from tasks.cli.progress import Progress, format_duration
 from tasks.judge.formats import SCORED, parse_scale
-from tasks.judge.run import MODES, JudgeOptions, JudgeSource, Tally, judge_rows, summary_path
+from tasks.judge.options import MODES, JudgeOptions
+from tasks.judge.rows import judge_rows
+from tasks.judge.run import JudgeSource
 from tasks.judge.stats import paired_difference
+from tasks.judge.summary import Tally, summary_path
 from tasks.judge.template import Template
 
 __all__ = ["add_parser", "print_judge_summary"]
