@@ -110,17 +110,17 @@ def _pair_row(
         return {**row, "status": "error", "verdict": None, "strength": None, "consistent": None,
                 "verdicts": None, "labels": None, "raw": None, "error": error}  # fmt: skip
     raws = [first.response.get("content", ""), second.response.get("content", "")]
-    row["longer"] = _longer(lengths.get(custom_id))
+    longer = _longer(lengths.get(custom_id))
     if _cut_off(first) or _cut_off(second):
         return {**row, "status": TRUNCATED, "verdict": None, "strength": None,
                 "consistent": None, "verdicts": None, "labels": None, "raw": raws,
-                "error": None}  # fmt: skip
+                "error": None, "longer": longer}  # fmt: skip
     readings = [read_verdict(raw, parser=options.parser) for raw in raws]
     verdict, strength, consistent = combine_verdicts(*readings)
     row.update(status=SCORED if verdict else UNPARSEABLE, verdict=verdict, strength=strength,
                consistent=consistent, verdicts=[v.winner for v in readings],
                strengths=[v.strength for v in readings], labels=[v.label for v in readings],
-               raw=raws, error=None)  # fmt: skip
+               raw=raws, error=None, longer=longer)  # fmt: skip
     if not verdict:
         row["reason"] = "; ".join(v.reason for v in readings if v.reason)
     return row
