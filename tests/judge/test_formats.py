@@ -58,6 +58,15 @@ def test_a_refusal_and_conflicting_verdicts_say_why_they_are_unparseable():
         ("On a scale from 1 to 10.", None),
         ("The answer earns a clarity of 9.", None),
         ("I can't give it a 10 because of the typo; I'd give it 8.", 8),
+        (
+            "1. Accuracy (score: 8/10): right.\n2. Clarity (score: 6/10)\n\n**Final Score: 7/10**",
+            7,
+        ),
+        ("Rating: 7/10. A 10/10 answer would also cite sources.", 7),
+        ("The score I would give is 8, considering 2 minor errors.", 8),
+        ("Final rating: 6/10\n\nBreakdown: helpfulness 7, accuracy 5.", 6),
+        ("Let me think. 5 steps, 2 wrong. I can't give it more than 4. Score: 4", 4),
+        ("Score: N/A - the response is empty.", None),
     ],
 )
 def test_numbers_in_the_reasoning_are_not_the_score(answer, score):

@@ -45,8 +45,8 @@ _LABELLED = re.compile(
 _PHRASE = re.compile(
     r"\b(?:give|giving|gave|rate|rating|score|scoring|assign|assigning|award|awarding)\s+"
     r"(?:(?:it|this|that|the)\s+)?(?:(?:response|answer|output|submission|one)\s+)?"
-    r"(?:(?:a|an)\s+)?(?:(?:score|rating)\s+of\s+)?" + _OPEN + "(" + NUM + ")" + _NOT_RANGE
-    + _DENOM, re.I)  # fmt: skip
+    r"(?:is\s+|would be\s+|:\s*)?(?:(?:a|an)\s+)?(?:(?:score|rating)\s+of\s+)?" + _OPEN
+    + "(" + NUM + ")" + _NOT_RANGE + _DENOM, re.I)  # fmt: skip
 _NEGATED = re.compile(r"(?:\bnot|n't|\bnever|\brather than|\binstead of)\s+(?:\w+\s+){0,2}$", re.I)
 _CRITERION = re.compile(r"[A-Za-z]\**\s*[:(\-\u2013]\s*\**\s*$")
 _RATIO = re.compile(r"(?<![\d./])(" + NUM + r")\s*[\*]*\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)", re.I)
