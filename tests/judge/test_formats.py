@@ -142,3 +142,17 @@ def test_a_parser_named_for_a_framework_reads_only_that_frameworks_marker():
     assert read_verdict("Assistant A is better.").winner == "A"
     with pytest.raises(ValueError):
         read_score("7", TEN, parser="arena-hard")
+
+
+@pytest.mark.parametrize(
+    ("answer", "winner"),
+    [
+        ("Answer A is concise, but B is complete and correct on 2 counts. Verdict: B", "B"),
+        ("Verdict: A\n\nOn reflection, B handles the empty list.\nFinal verdict: B", None),
+        ('```json\n{"reason": "B cites 2 sources,\nA none", "winner": "B",}\n```', "B"),
+        ('{"verdict": "[[A>>B]]"}', "A"),
+        ("Both are equally good; neither has the 3 errors I looked for.", "tie"),
+    ],
+)
+def test_a_free_form_pairwise_answer_is_read_and_conflicts_are_no_verdict(answer, winner):
+    assert read_verdict(answer).winner == winner

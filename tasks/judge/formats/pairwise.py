@@ -1,7 +1,8 @@
 """Reading a pairwise verdict from an answer in no framework's format.
 
 `{"winner": "A"}` (lenient JSON), a lone `A`, "Verdict: B", "Assistant A is better", or
-a tie in words ("both are equally good").
+a tie in words ("both are equally good"). Two different verdicts ("Verdict: A ...
+Final verdict: B") are none.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ __all__ = ["read_pair", "verdict_token"]
 RULE = "verdict"
 _AB = r"((?-i:A|B)|tie|TIE|Tie)"
 _NOUN = r"(?:(?:assistant|response|answer|output|model)\s+)?"
+_FINAL = re.compile(
+    r"\b(?:verdict|winner|decision)\s*(?:is|:|=|-)?\s*[\*\"'\[\(]*\s*" + _NOUN + _AB + r"\b",
+    re.I)  # fmt: skip
 _LABELLED = re.compile(
     r"(?:verdict|winner|better|choice|preferred|preference|answer|decision)\s*" + _NOUN
     + r"(?:is|:|=|-)?\s*[\*\"'\[\(]*\s*" + _NOUN + _AB + r"\b", re.I)  # fmt: skip
@@ -36,6 +40,11 @@ def read_pair(text: str) -> Verdict:
         for key, value in doc.items():
             if str(key).lower() in _JSON_KEYS and isinstance(value, str):
                 return _json_verdict(value)
+    finals = {verdict_token(m[1]) for m in _FINAL.finditer(text)} - {None}
+    if len(finals) > 1:
+        return Verdict.none("conflicting verdicts", RULE)
+    if finals:
+        return Verdict(finals.pop(), label="verdict", rule=RULE)
     for pattern in (_ONLY, _LABELLED, _BETTER):
         match = pattern.search(text)
         if match:
