@@ -104,6 +104,8 @@ class Settings:
     gateway_keys: tuple[Secret, ...] = ()
     max_body_bytes: int = 1 << 20
     max_file_bytes: int = 200 << 20
+    #: Seconds an HTTP client may pause while sending its request body.
+    body_timeout: float = 30.0
 
     @property
     def visibility_timeout(self) -> int:
@@ -199,6 +201,7 @@ def load_settings(
         ),
         max_body_bytes=_get(src, "CHATQ_MAX_BODY_BYTES", _positive(int), 1 << 20),
         max_file_bytes=_get(src, "CHATQ_MAX_FILE_BYTES", _positive(int), 200 << 20),
+        body_timeout=_get(src, "CHATQ_BODY_TIMEOUT", _positive(float), 30.0),
     )
 
 
