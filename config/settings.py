@@ -167,7 +167,7 @@ def load_settings(
         raise SettingsError(
             f"CHATQ_BACKOFF_MAX ({backoff_max:g}) is below CHATQ_BACKOFF_BASE ({backoff_base:g})"
         )
-    pool = _get(src, "CHATQ_POOL", _choice("threads", "gevent", "prefork", "solo"), "threads")
+    pool = _get(src, "CHATQ_POOL", _choice("threads", "prefork", "solo"), "threads")
     return Settings(
         urls=urls,
         api_keys=_api_keys(src),

@@ -71,7 +71,7 @@ def test_the_cloud_worker_serves_every_cloud_queue_and_the_default_one():
         "celery", "chat.ollama_cloud", "chat.openrouter", "chat.opencode", "chat.kimi",
         "chat.mock",
     }  # fmt: skip
-    assert argv[argv.index("--pool") + 1] in ("threads", "gevent")
+    assert argv[argv.index("--pool") + 1] == "threads"
 
 
 def test_the_ollama_worker_matches_ollama_num_parallel():

@@ -11,7 +11,7 @@ Choices that matter (see README, "How jobs run"):
 - Retries wait inside the task (worker/retry.py), never through a countdown, and the
   Redis visibility timeout is `Settings.visibility_timeout` (job deadline + one read
   timeout + a minute): no job is handed to a second worker while the first still has it.
-- The broker connection pool grows with the worker's concurrency: a gevent or threads
+- The broker connection pool grows with the worker's concurrency: a threads
   pool with kombu's default 10 connections loses acknowledgements at high concurrency.
 """
 

@@ -213,3 +213,8 @@ def test_a_key_never_shows_in_the_settings_repr(base, directory):
     assert "hidden-123456" not in repr(settings)
     assert "hidden-123456" not in str(settings.api_keys)
     assert settings.api_keys["openrouter"].reveal() == "fake-openrouter-key-hidden-123456"
+
+
+def test_gevent_is_not_offered_as_a_pool(tmp_path):
+    with pytest.raises(SettingsError, match="CHATQ_POOL"):
+        load_settings({"CHATQ_POOL": "gevent"}, directory=tmp_path)
