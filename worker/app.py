@@ -25,11 +25,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 from celery import Celery, signals
+from celery.app.amqp import AMQP
 from celery.backends.redis import RedisBackend
 from kombu import Queue
 
 from chatq.errors import InvalidRequest
 from config import PROVIDERS, Settings, load_settings
+from worker.broker import TRANSPORT, Connection
 from worker.chat.registry import route
 from worker.embedded_redis import running_url
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting
@@ -156,7 +158,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "broker_url": redis_url,
         # kombu's Redis transport, except that garbage on a queue cannot stop a worker.
-        "broker_transport": "worker.broker:Transport",
+        "broker_transport": TRANSPORT,
         "result_backend": redis_url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -269,7 +271,13 @@ class _ResultBackend(RedisBackend):
         return {}
 
 
+class _AMQP(AMQP):
+    Connection = Connection  # so that Flower sees a redis:// broker URL
+
+
 class _App(Celery):
+    amqp_cls = _AMQP
+
     def _get_backend(self) -> RedisBackend:
         # A blocking pool: with chunked jobs many threads share a few connections and
         # should wait for one rather than fail with "Too many connections".
@@ -296,11 +304,14 @@ logging.getLogger("celery.app.trace").addFilter(_NoAnswersInLogs())
 
 @signals.celeryd_init.connect
 def _match_pool_to_concurrency(
-    sender: Any = None, instance: Any = None, conf: Any = None, **kw: Any
+    sender: Any = None, instance: Any = None, conf: Any = None, options: Any = None, **kw: Any
 ) -> None:
     """Size the broker and backend pools to the concurrency the worker really runs."""
-    concurrency = int(getattr(instance, "concurrency", None) or conf.worker_concurrency)
+    # At this signal the worker has not yet read its --concurrency into `instance`.
+    given = (options or {}).get("concurrency") or getattr(instance, "concurrency", None)
+    concurrency = int(given or conf.worker_concurrency)
     connections = concurrency * current_settings().chunk_size + 16
+    conf.worker_concurrency = concurrency  # what `inspect conf` and Flower's Config tab say
     conf.broker_pool_limit = concurrency + 8
     conf.redis_max_connections = connections
     conf.broker_transport_options = {
