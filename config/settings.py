@@ -106,6 +106,9 @@ class Settings:
     max_file_bytes: int = 200 << 20
     #: Seconds an HTTP client may pause while sending its request body.
     body_timeout: float = 30.0
+    #: A port on which each worker serves the fleet's metrics (None: no endpoint).
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
     @property
     def visibility_timeout(self) -> int:
@@ -202,6 +205,8 @@ def load_settings(
         max_body_bytes=_get(src, "CHATQ_MAX_BODY_BYTES", _positive(int), 1 << 20),
         max_file_bytes=_get(src, "CHATQ_MAX_FILE_BYTES", _positive(int), 200 << 20),
         body_timeout=_get(src, "CHATQ_BODY_TIMEOUT", _positive(float), 30.0),
+        metrics_port=_get(src, "CHATQ_METRICS_PORT", _optional(_port), None),
+        metrics_address=_get(src, "CHATQ_METRICS_ADDRESS", str, "127.0.0.1"),
     )
 
 
@@ -287,6 +292,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return raw
 
     return cast
+
+
+def _port(raw: str) -> int:
+    port = _positive(int)(raw)
+    if port > 65535:
+        raise ValueError("expected a TCP port, 1 to 65535")
+    return port
 
 
 def _url(raw: str) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "CHAT_MANY_TASK",
     "CHAT_TASK",
     "DEFAULT_QUEUE",
+    "QUEUES",
     "app",
     "celery_config",
     "chunk_summary",
@@ -65,6 +66,10 @@ DEFAULT_QUEUE = "celery"
 def queue_for(provider: str) -> str:
     """The queue of `provider`'s jobs: `chat.<provider>`."""
     return f"chat.{provider}"
+
+
+#: Every queue chatq declares: the default one, then one per provider.
+QUEUES = (DEFAULT_QUEUE, *(queue_for(p) for p in PROVIDERS))
 
 
 def request_summary(args: Any, kwargs: Any) -> str:
@@ -193,7 +198,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "worker_pool": settings.pool,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_default_queue": DEFAULT_QUEUE,
-        "task_queues": [Queue(DEFAULT_QUEUE)] + [Queue(queue_for(p)) for p in PROVIDERS],
+        "task_queues": [Queue(name) for name in QUEUES],
         "task_create_missing_queues": True,
         "task_routes": (route_chat,),
         "worker_hijack_root_logger": False,
@@ -285,7 +290,10 @@ class _App(Celery):
         return _ResultBackend(app=self, url=self.conf.result_backend, connection_pool=pool)
 
 
-app = _App("chatq", include=["tasks.chat", "tasks.chat_many", "tasks.recovery.hooks"])
+app = _App(
+    "chatq",
+    include=["tasks.chat", "tasks.chat_many", "tasks.recovery.hooks", "worker.metrics_server"],
+)
 app.add_defaults(_lazy_config)
 
 
