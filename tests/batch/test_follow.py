@@ -7,7 +7,7 @@ import json
 import fakeredis
 
 from tasks.batch.follow import Follower
-from tasks.batch.store import META_PREFIX, BatchStore
+from tasks.batch.store import CLAIM_PREFIX, META_PREFIX, BatchStore
 from tasks.cli.batch import errors_text
 
 
@@ -35,3 +35,21 @@ def test_failures_are_counted_by_class_and_status_not_as_one_upstream_bucket():
     assert errors_text(follower.snap.errors) == (
         "AuthenticationFailed 401: 1, DeadlineExceeded: 1, UpstreamUnavailable 500: 2"
     )
+
+
+def test_the_running_count_is_as_fresh_as_the_others_and_ends_at_zero():
+    store = BatchStore(fakeredis.FakeRedis(), ttl=100)
+    store.save("b", kind="batch", state="running", lines=3, created=1.0)
+    store.append("b", [{"c": str(i), "n": i + 1, "t": f"t{i}"} for i in range(3)])
+    for i in range(3):
+        store.client.set(CLAIM_PREFIX + f"t{i}", b"this-host:1:nonce")
+    follower = Follower(store, None, "b", is_stale=lambda token: False)
+    follower.scan(claims=True)
+    assert follower.snap.running == 3
+
+    done = json.dumps({"status": "SUCCESS", "result": {"input_tokens": 1}, "date_done": None})
+    for i in range(3):
+        store.client.set(META_PREFIX + f"t{i}", done)
+    follower.scan()  # claims are read only every few seconds; results at every poll
+
+    assert (follower.snap.succeeded, follower.snap.running) == (3, 0)
