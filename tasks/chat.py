@@ -126,7 +126,9 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     def retried(error: ChatqError, attempt: int) -> None:
         # Flower shows a task's retries from its events: Celery sends none for retries
         # made inside the task, so this says each one (count and reason).
-        self.send_event("task-retried", retries=attempt, exception=error.label)
+        # Its `exception` stays on the task after it succeeds: say it was retried.
+        reason = f"call {attempt} failed ({error.label}), retried"
+        self.send_event("task-retried", retries=attempt, exception=reason)
 
     try:
         request = _one_request(args, kwargs)
