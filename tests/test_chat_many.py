@@ -53,7 +53,7 @@ def test_a_chunk_keeps_each_jobs_failure_and_retries_to_itself(
 
 
 def test_a_chunk_with_failed_jobs_ends_in_failure_counting_them_by_class(
-    env, upstream, producer_for, start_worker, tmp_path
+    env, upstream, producer_for, start_worker, tmp_path, redis_client
 ):
     env.update(CHATQ_MAX_ATTEMPTS="2")
     producer = producer_for(env)
@@ -72,6 +72,10 @@ def test_a_chunk_with_failed_jobs_ends_in_failure_counting_them_by_class(
         "retries": {"RateLimited 429": 1, "UpstreamUnavailable 500": 1},
     }
     assert "2 of 4 jobs failed" in str(failed.value)
+    end = time.monotonic() + 5  # the failed chunk's message is acknowledged, not redelivered
+    while redis_client.hlen("unacked") and time.monotonic() < end:
+        time.sleep(0.1)
+    assert redis_client.hlen("unacked") == 0
     assert producer.wait("c-busy", timeout=5).retries == {"RateLimited 429": 1}
     assert producer.wait("c-fine", timeout=5).attempts == 1
     with pytest.raises(UpstreamError):
