@@ -18,7 +18,8 @@ def test_every_route_but_healthz_wants_a_key(gw):
         assert http.get("/healthz").status_code == 200
         for method, path in [("POST", "/v1/chat"), ("GET", "/v1/chat/providers"),
                              ("POST", "/v1/chat/completions"), ("GET", "/v1/models"),
-                             ("GET", "/v1/files"), ("GET", "/v1/batches")]:  # fmt: skip
+                             ("GET", "/v1/files"), ("GET", "/v1/batches"),
+                             ("GET", "/metrics")]:  # fmt: skip
             missing = http.request(method, path, json=HELLO)
             wrong = http.request(method, path, json=HELLO, headers={"Authorization": "Bearer no"})
             assert missing.status_code == wrong.status_code == 401, path
