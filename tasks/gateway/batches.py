@@ -59,6 +59,9 @@ class OpenAIBatches:
         self.client: redis.Redis = batches.store.client
         self._working: set[str] = set()
         self._lock = threading.Lock()
+        #: Per unfinished batch: its follower (so that a poll reads only the lines still
+        #: pending, not the whole batch) and the lock that keeps two polls apart.
+        self._followers: dict[str, tuple[threading.Lock, Any]] = {}
 
     # -- the API -------------------------------------------------------------------------
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +187,7 @@ class OpenAIBatches:
             if self._free(f"submit:{batch_id}"):  # its submitter died: go on in its stead
                 self._start(batch_id, self._submit)
             return
-        record, snap = self.batches.snapshot(batch_id)
+        record, snap = self._snapshot(batch_id)
         doc["request_counts"] = {"total": snap.total, "completed": snap.succeeded,
                                  "failed": snap.failed}  # fmt: skip
         tokens = snap.input_tokens + snap.output_tokens
@@ -197,6 +200,14 @@ class OpenAIBatches:
         over = record.state == "done" or (status == "cancelling" and snap.running == 0)
         if over or (status == "finalizing" and self._free(f"finalize:{batch_id}")):
             self._start(batch_id, self._finalize)
+
+    def _snapshot(self, batch_id: str) -> tuple[Any, Any]:
+        with self._lock:
+            if batch_id not in self._followers:
+                self._followers[batch_id] = (threading.Lock(), self.batches.follower(batch_id))
+            lock, follower = self._followers[batch_id]
+        with lock:
+            return self.batches.snapshot(batch_id, follower=follower)
 
     # -- work done in a thread of its own ------------------------------------------------
     def _start(self, batch_id: str, work: Any) -> None:
@@ -272,6 +283,8 @@ class OpenAIBatches:
                 doc.update(status="completed", completed_at=int(time.time()))
             self._save(doc)
             self.client.srem(_ACTIVE, batch_id)
+        with self._lock:
+            self._followers.pop(batch_id, None)
 
     def _write_files(self, batch_id: str) -> tuple[str | None, str | None]:
         """Write the output (lines that succeeded) and error (lines that did not) files,
