@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -275,8 +274,9 @@ class OpenAIBatches:
             cancelled = doc["status"] == "cancelling" or doc.get("cancelling_at") is not None
             doc.update(status="finalizing", finalizing_at=doc["finalizing_at"] or int(time.time()))
             self._save(doc)
-            outputs, errors = self._write_files(batch_id)
-            doc.update(output_file_id=outputs, error_file_id=errors)
+            outputs, errors, counts = self._write_files(batch_id)
+            # The counts of what the files hold: a line may have ended since the last poll.
+            doc.update(output_file_id=outputs, error_file_id=errors, request_counts=counts)
             if cancelled:
                 doc.update(status="cancelled", cancelled_at=int(time.time()))
             else:
@@ -286,23 +286,33 @@ class OpenAIBatches:
         with self._lock:
             self._followers.pop(batch_id, None)
 
-    def _write_files(self, batch_id: str) -> tuple[str | None, str | None]:
-        """Write the output (lines that succeeded) and error (lines that did not) files,
-        reading the results in chunks: (output file id, error file id), None when empty."""
-        ok = self.files.write_lines(_rows(self.batches.results(batch_id), True),
-                                    filename=f"{batch_id}_output.jsonl",
-                                    purpose="batch_output")  # fmt: skip
-        bad = self.files.write_lines(_rows(self.batches.results(batch_id), False),
-                                     filename=f"{batch_id}_error.jsonl",
-                                     purpose="batch_output")  # fmt: skip
+    def _write_files(self, batch_id: str) -> tuple[str | None, str | None, dict[str, int]]:
+        """Write the output (lines that succeeded) and error (lines that did not) files in
+        one pass over the results, read in chunks: (output file id, error file id: None
+        when empty, request counts)."""
+        counts = {"total": 0, "completed": 0, "failed": 0}
+        with (
+            self.files.writing(f"{batch_id}_output.jsonl", purpose="batch_output") as ok,
+            self.files.writing(f"{batch_id}_error.jsonl", purpose="batch_output") as bad,
+        ):
+            for result in self.batches.results(batch_id):
+                line = json.dumps(format_line(result, "openai"), ensure_ascii=False) + "\n"
+                counts["total"] += 1
+                if result.response is not None:
+                    ok.write(line.encode("utf-8"))
+                    counts["completed"] += 1
+                else:
+                    bad.write(line.encode("utf-8"))
+                    cancelled = (result.error or {}).get("type") == "Cancelled"
+                    counts["failed"] += not cancelled
         ids = []
-        for written in (ok, bad):
+        for written in (ok.obj, bad.obj):
             if written.bytes == 0:
                 self.files.delete(written.id)
                 ids.append(None)
             else:
                 ids.append(written.id)
-        return ids[0], ids[1]
+        return ids[0], ids[1], counts
 
     # -- the object in Redis ---------------------------------------------------------------
     def _load(self, batch_id: str) -> dict[str, Any]:
@@ -324,13 +334,6 @@ class OpenAIBatches:
 
     def _free(self, name: str) -> bool:
         return not self.client.exists(f"{_LOCK}{name}")
-
-
-def _rows(results: Iterator, succeeded: bool) -> Iterator[bytes]:
-    for result in results:
-        if (result.response is not None) is succeeded:
-            line = format_line(result, "openai")
-            yield (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 class _Lease:
