@@ -10,6 +10,7 @@
     ├── JobFailed               the queue gave up on a job              never retried
     │   ├── DeadlineExceeded    CHATQ_JOB_DEADLINE passed
     │   └── RetryAfterTooLong   the provider asked for a longer pause than we accept
+    ├── ChunkFailed             some jobs of a chunk failed (each stored its own error)
     └── UpstreamError           the provider answered badly             by status
         ├── AuthenticationFailed  401, 403: the key is wrong or not allowed   never retried
         ├── ModelNotFound       404: no such model (or endpoint)        never retried
@@ -42,6 +43,7 @@ __all__ = [
     "AuthenticationFailed",
     "BadRequest",
     "ChatqError",
+    "ChunkFailed",
     "DeadlineExceeded",
     "EmbeddedRedisError",
     "InvalidAnswer",
@@ -60,6 +62,7 @@ __all__ = [
     "UpstreamUnavailable",
     "WaitTimedOut",
     "error_from_dict",
+    "error_label",
 ]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
@@ -73,6 +76,7 @@ _FACTS = (
     "field",
     "attempts",
     "usage",
+    "outcomes",
 )
 
 
@@ -110,6 +114,11 @@ class ChatqError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
+
+    @property
+    def label(self) -> str:
+        """`AuthenticationFailed 401`: the error's class and status, as summaries count it."""
+        return error_label(type(self).__name__, self.status)
 
     def to_dict(self) -> dict[str, Any]:
         """`{"type", "message", ...facts}`: how a batch line or a CLI records the error."""
@@ -154,6 +163,11 @@ class RetryAfterTooLong(JobFailed):
     """The provider asked us to wait longer than CHATQ_RETRY_AFTER_MAX allows."""
 
     retry_after = _fact("retry_after")
+
+
+class ChunkFailed(ChatqError):
+    """Some jobs of a `chatq.chat_many` chunk failed. Each job's own error is stored under
+    its own task id; `outcomes` counts the chunk's jobs by outcome and error class."""
 
 
 class UpstreamError(ChatqError):
@@ -245,6 +259,12 @@ class InvalidAnswer(UpstreamError):
         return True
 
 
+def error_label(kind: str, status: Any = None) -> str:
+    """`AuthenticationFailed 401` (or just the class name when there is no status): the
+    key under which summaries, metrics and monitoring count an error."""
+    return f"{kind} {status}" if status not in (None, "") else str(kind)
+
+
 def error_from_dict(data: Mapping[str, Any]) -> ChatqError:
     """Rebuild an error recorded with `to_dict()`; an unknown type becomes a `ChatqError`."""
     kind = _BY_NAME.get(str(data.get("type")), ChatqError)
@@ -256,6 +276,7 @@ _BY_NAME = {
     cls.__name__: cls
     for cls in (
         ChatqError,
+        ChunkFailed,
         SettingsError,
         EmbeddedRedisError,
         AuthenticationFailed,

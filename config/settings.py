@@ -105,6 +105,11 @@ class Settings:
     gateway_keys: tuple[Secret, ...] = ()
     max_body_bytes: int = 1 << 20
     max_file_bytes: int = 200 << 20
+    #: Seconds an HTTP client may pause while sending its request body.
+    body_timeout: float = 30.0
+    #: A port on which each worker serves the fleet's metrics (None: no endpoint).
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
     @property
     def visibility_timeout(self) -> int:
@@ -166,7 +171,7 @@ def load_settings(
         raise SettingsError(
             f"CHATQ_BACKOFF_MAX ({backoff_max:g}) is below CHATQ_BACKOFF_BASE ({backoff_base:g})"
         )
-    pool = _get(src, "CHATQ_POOL", _choice("threads", "gevent", "prefork", "solo"), "threads")
+    pool = _get(src, "CHATQ_POOL", _choice("threads", "prefork", "solo"), "threads")
     return Settings(
         urls=urls,
         api_keys=_api_keys(src),
@@ -201,6 +206,9 @@ def load_settings(
         ),
         max_body_bytes=_get(src, "CHATQ_MAX_BODY_BYTES", _positive(int), 1 << 20),
         max_file_bytes=_get(src, "CHATQ_MAX_FILE_BYTES", _positive(int), 200 << 20),
+        body_timeout=_get(src, "CHATQ_BODY_TIMEOUT", _positive(float), 30.0),
+        metrics_port=_get(src, "CHATQ_METRICS_PORT", _optional(_port), None),
+        metrics_address=_get(src, "CHATQ_METRICS_ADDRESS", str, "127.0.0.1"),
     )
 
 
@@ -286,6 +294,13 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return raw
 
     return cast
+
+
+def _port(raw: str) -> int:
+    port = _positive(int)(raw)
+    if port > 65535:
+        raise ValueError("expected a TCP port, 1 to 65535")
+    return port
 
 
 def _url(raw: str) -> str:

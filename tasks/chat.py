@@ -10,6 +10,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -24,10 +25,18 @@ from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest, ChatResponse
 from worker.claims import Claims
 from worker.limits import Limiter, RedisBackend, estimate_request_tokens
+from worker.metrics import JobStats, MetricsRecorder
 from worker.redis_guard import translated
 from worker.retry import RetryPolicy, run_with_retries
 
-__all__ = ["chat", "run_job", "worker_claims", "worker_limiter", "worker_registry"]
+__all__ = [
+    "chat",
+    "job_ended",
+    "run_job",
+    "worker_claims",
+    "worker_limiter",
+    "worker_registry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +93,24 @@ class PrivateRequest(Request):
         self._kwargsrepr = "{}"
 
     def send_event(self, type: str, **fields: Any) -> None:
-        if "result" in fields:
+        if "result" in fields and self.result_text is not None:
             fields["result"] = self.result_text
+        if type == "task-failed" and "runtime" not in fields and self.time_start:
+            # Celery sends no runtime with a failure; Flower then shows none.
+            fields["runtime"] = max(0.0, time.time() - self.time_start)
         super().send_event(type, **fields)
 
 
-@app.task(name=CHAT_TASK, bind=True, Request=PrivateRequest, max_retries=0, typing=False)
+# `throws`: a chatq error is an expected outcome (a revoked key, an outage), logged by
+# `job_ended` as one WARNING line; Celery logs it at INFO without a traceback.
+@app.task(
+    name=CHAT_TASK,
+    bind=True,
+    Request=PrivateRequest,
+    max_retries=0,
+    typing=False,
+    throws=(ChatqError,),
+)
 def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Answer one chat request (a dict of ChatRequest's fields) with a ChatResponse dict.
 
@@ -100,11 +121,27 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
             when the deadline or a too-long Retry-After stopped the retries.
     """
     started = time.monotonic()
-    request = _one_request(args, kwargs)
-    worker_registry().prepare(request)
-    response = run_job(self.request.id, request, backend=self.backend, started=started)
+    job, stats, model = self.request.id, JobStats(), "?"
+
+    def retried(error: ChatqError, attempt: int) -> None:
+        # Flower shows a task's retries from its events: Celery sends none for retries
+        # made inside the task, so this says each one (count and reason).
+        # Its `exception` stays on the task after it succeeds: say it was retried.
+        reason = f"call {attempt} failed ({error.label}), retried"
+        self.send_event("task-retried", retries=attempt, exception=reason)
+
+    try:
+        request = _one_request(args, kwargs)
+        model = request.model
+        stats.provider = worker_registry().prepare(request)[0].name
+        response = run_job(job, request, backend=self.backend, started=started, stats=stats,
+                           notify=retried)  # fmt: skip
+    except ChatqError as exc:
+        job_ended(job, model, stats, error=exc)
+        raise
     if response is None:
         raise Ignore()
+    job_ended(job, model, stats, response=response)
     return response
 
 
@@ -112,11 +149,44 @@ class JobRevoked(JobFailed):
     """The job was revoked (its batch cancelled) while it waited for its turn."""
 
 
+def job_ended(
+    job: str,
+    model: str,
+    stats: JobStats,
+    *,
+    response: dict | None = None,
+    error: ChatqError | None = None,
+    logged: bool = False,
+) -> None:
+    """Count a job that ended in the fleet's metrics; log a failure as one WARNING line
+    (job id, model, error class and status: never the prompt, no traceback) unless the
+    caller already `logged` it."""
+    if error is not None and not logged:
+        log.warning(
+            "job %s model=%s failed: %s after %d call(s)",
+            job, model[:120], error.label, stats.calls,
+        )  # fmt: skip
+    elif error is None and stats.calls == 0:
+        return  # answered by an earlier delivery: counted then
+    try:
+        MetricsRecorder(worker_redis()).job_ended(stats, response=response, error=error)
+    except redis.RedisError as exc:  # metrics must never cost a job its outcome
+        log.info("job %s: metrics not counted (%s)", job, type(exc).__name__)
+
+
 #: How often a second delivery of a running job checks whether the first has finished.
 _BUSY_POLL = 0.5
 
 
-def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> dict | None:
+def run_job(
+    job: str,
+    request: ChatRequest,
+    *,
+    backend: Any,
+    started: float,
+    stats: JobStats | None = None,
+    notify: Callable[[ChatqError, int], None] | None = None,
+) -> dict | None:
     """Answer one job unless that would pay twice: its ChatResponse as a dict, or None
     when the same job id is running elsewhere right now.
 
@@ -126,6 +196,9 @@ def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> 
     duplicate delivery finds it, and after that finds the stored success). A delivery
     that finds the job running elsewhere waits (within its deadline) for that outcome,
     and runs the job itself if the other holder dies first.
+
+    `stats` is filled in with the job's calls, waits and retries; `notify` is told of
+    each retry (error, attempt).
     """
     with translated(app.conf.broker_url):  # Redis gone past reconnecting: a chatq error
         result_key = backend.get_key_for_task(job).decode()
@@ -145,39 +218,52 @@ def run_job(job: str, request: ChatRequest, *, backend: Any, started: float) -> 
             log.warning("job %s model=%s still running elsewhere: no call", job, request.model)
             return None
         try:
-            return _answer(job, request, worker_registry(), started)
+            return _answer(job, request, worker_registry(), started, stats or JobStats(), notify)
         except BaseException:
             with contextlib.suppress(redis.RedisError):  # else the claim expires on its own
                 worker_claims().release(job, claim.token)
             raise
 
 
-def _answer(job: str, request: ChatRequest, registry: Registry, started: float) -> dict:
+def _answer(
+    job: str,
+    request: ChatRequest,
+    registry: Registry,
+    started: float,
+    stats: JobStats,
+    notify: Callable[[ChatqError, int], None] | None,
+) -> dict:
     """Call the upstream with retries; the ChatResponse as a dict, its tokens those of
     every call the job paid for (an answer that did not match its schema included)."""
 
     def on_retry(error: ChatqError, attempt: int, wait: float) -> None:
         log.info(
             "job %s model=%s call %d failed (%s), next try in %.2fs",
-            job, request.model, attempt, type(error).__name__, wait,
+            job, request.model, attempt, error.label, wait,
         )  # fmt: skip
+        stats.note_retry(error)
+        if notify is not None:
+            notify(error, attempt)
 
     provider = registry.resolve(request.model)[0].name
+    stats.provider = provider
     limiter = worker_limiter()
     tokens = estimate_request_tokens(request)
-    made = 0
     spent = {"input_tokens": 0, "output_tokens": 0}  # by answers that did not match
 
     def one_call(deadline: float) -> ChatResponse:
         """Wait for a turn at the provider (not an attempt), then make one call."""
+        asked, called = time.monotonic(), False
 
         def upstream() -> ChatResponse:
-            nonlocal made
+            nonlocal called
             # A job of a chunk may have waited long for its turn at the provider: if its
             # batch was cancelled meanwhile, it must not be paid for.
             if job in worker_state.revoked:
                 raise JobRevoked(f"job {job} was revoked while it waited: not called")
-            made += 1
+            called = True
+            stats.waited += time.monotonic() - asked
+            stats.calls += 1
             try:
                 return registry.chat(request, deadline=deadline)
             except InvalidAnswer as exc:
@@ -191,7 +277,9 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
         try:
             return limiter.call(provider, upstream, tokens=tokens, deadline=deadline)
         except DeadlineExceeded as exc:
-            exc.facts.setdefault("attempts", made)  # the calls made, not the waits
+            if not called:  # the whole wait was for a turn that never came
+                stats.waited += time.monotonic() - asked
+            exc.facts.setdefault("attempts", stats.calls)  # the calls made, not the waits
             raise
 
     # Waits for capacity happen here, inside the task and within the job's deadline, so
@@ -205,7 +293,8 @@ def _answer(job: str, request: ChatRequest, registry: Registry, started: float) 
         paced=limiter.guards(provider),
     )
     usage = {k: getattr(response, k) + spent[k] for k in spent}
-    return response.model_copy(update={"attempts": attempts, **usage}).model_dump(mode="json")
+    update = {"attempts": attempts, "retries": dict(stats.retries), **usage}
+    return response.model_copy(update=update).model_dump(mode="json")
 
 
 def _one_request(args: tuple, kwargs: dict) -> ChatRequest:

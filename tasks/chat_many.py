@@ -15,20 +15,31 @@ called again (their ids are claimed, their results stored).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import states
 from celery.worker import state as worker_state
 
-from chatq.errors import ChatqError, InvalidRequest, JobFailed
-from tasks.chat import JobRevoked, PrivateRequest, run_job, worker_claims, worker_registry
+from chatq.errors import ChatqError, ChunkFailed, InvalidRequest, JobFailed
+from tasks.chat import (
+    JobRevoked,
+    PrivateRequest,
+    job_ended,
+    run_job,
+    worker_claims,
+    worker_registry,
+)
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 from worker.chat.types import ChatRequest
+from worker.metrics import JobStats
 
-__all__ = ["chat_many"]
+__all__ = ["chat_many", "tally"]
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +47,26 @@ log = logging.getLogger(__name__)
 class _ChunkRequest(PrivateRequest):
     """Monitoring sees counts and sizes of a chunk, never its prompts or answers."""
 
-    result_text = "<chunk summary>"
+    result_text = None  # the chunk's result is its counts, which hold no text of a job
 
     def summarize(self, args: Any, kwargs: Any) -> str:
         return chunk_summary(args)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One job of a chunk: "ok", "failed" or "skipped"; its error label; its retries."""
+
+    kind: str
+    label: str | None = None
+    retries: dict[str, int] = field(default_factory=dict)
+
+
 # A chunk's own STARTED state helps nobody (each job has its own) and storing it is one
 # more write that can fail in a Redis outage and fail the whole chunk: not tracked.
+# `throws`: a chunk with failed jobs is an expected outcome (each job is logged once by
+# `job_ended`); Celery logs it at INFO without a traceback, acknowledges the message
+# (acks_late acknowledges failures) and never retries it (max_retries=0, no autoretry).
 @app.task(
     name=CHAT_MANY_TASK,
     bind=True,
@@ -51,51 +74,83 @@ class _ChunkRequest(PrivateRequest):
     max_retries=0,
     typing=False,
     track_started=False,
+    throws=(ChunkFailed,),
 )
-def chat_many(self: Any, jobs: Any) -> dict[str, int]:
+def chat_many(self: Any, jobs: Any) -> dict[str, Any]:
     """Run a chunk of `[task_id, request_dict]` pairs concurrently, storing each job's
     ChatResponse (or failure) under its own task id.
 
     Returns:
-        Counts: {"succeeded", "failed", "skipped"} (skipped: revoked, or running
-        elsewhere).
+        The chunk's jobs counted by outcome, e.g. `{"ok": 14, "retries": {"RateLimited
+        429": 3}}`; `skipped` counts jobs revoked or running elsewhere. This is what
+        Flower shows as the chunk's result: counts and error classes, never a prompt.
 
     Raises:
         InvalidRequest: the argument is not a list of [task_id, request] pairs.
+        ChunkFailed: some jobs failed; raised once every job's outcome is stored, so the
+            chunk is found under Flower's Failed tasks. Its `outcomes` fact holds the
+            counts, with `failed` by error class and status.
     """
     started = time.monotonic()
     pairs = _pairs(jobs)
     backend = self.backend
     if not pairs:
-        return {"succeeded": 0, "failed": 0, "skipped": 0}
+        return {"ok": 0}
     with ThreadPoolExecutor(max_workers=len(pairs), thread_name_prefix="chatq-chunk") as pool:
         outcomes = list(pool.map(lambda p: _one(p[0], p[1], backend, started), pairs))
-    return {k: outcomes.count(k) for k in ("succeeded", "failed", "skipped")}
+    counts = tally(outcomes)
+    failed = sum(counts.get("failed", {}).values())
+    if failed:
+        raise ChunkFailed(
+            f"{failed} of {len(pairs)} jobs failed: {json.dumps(counts, sort_keys=True)}",
+            outcomes=counts,
+        )
+    return counts
 
 
-def _one(job: str, data: Any, backend: Any, started: float) -> str:
-    """Run one job of a chunk and store its outcome; 'succeeded', 'failed' or 'skipped'."""
+def tally(outcomes: list[_Outcome]) -> dict[str, Any]:
+    """`{"ok": N, "failed": {label: n}, "skipped": n, "retries": {reason: n}}`, the
+    parts after `ok` only when not empty."""
+    failed = Counter(o.label or "JobFailed" for o in outcomes if o.kind == "failed")
+    retries: Counter[str] = Counter()
+    for outcome in outcomes:
+        retries.update(outcome.retries)
+    counts: dict[str, Any] = {"ok": sum(o.kind == "ok" for o in outcomes)}
+    skipped = sum(o.kind == "skipped" for o in outcomes)
+    for key, value in (("failed", dict(failed)), ("skipped", skipped), ("retries", dict(retries))):
+        if value:
+            counts[key] = value
+    return counts
+
+
+def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
+    """Run one job of a chunk and store its outcome."""
     if job in worker_state.revoked:
         log.info("job %s was revoked: not run", job)
         backend.mark_as_revoked(job, reason="revoked")  # an ended job: nobody waits for it
-        return "skipped"
+        return _Outcome("skipped")
+    stats, model = JobStats(), "?"
     try:
         request = ChatRequest.parse(data)
-        worker_registry().prepare(request)
-        response = run_job(job, request, backend=backend, started=started)
+        model = request.model
+        stats.provider = worker_registry().prepare(request)[0].name
+        response = run_job(job, request, backend=backend, started=started, stats=stats)
     except JobRevoked:
         log.info("job %s was revoked while it waited: not run", job)
         backend.mark_as_revoked(job, reason="revoked")
-        return "skipped"
+        return _Outcome("skipped")
     except ChatqError as exc:
         backend.mark_as_failure(job, exc)
-        return "failed"
+        job_ended(job, model, stats, error=exc)
+        return _Outcome("failed", exc.label, dict(stats.retries))
     except Exception as exc:  # a job's own bug must not sink its chunk-mates
-        log.exception("job %s failed unexpectedly", job)
-        backend.mark_as_failure(job, JobFailed(f"{type(exc).__name__}: {exc}"))
-        return "failed"
+        log.exception("job %s model=%s failed unexpectedly", job, model[:120])
+        error = JobFailed(f"{type(exc).__name__}: {exc}")
+        backend.mark_as_failure(job, error)
+        job_ended(job, model, stats, error=error, logged=True)
+        return _Outcome("failed", error.label, dict(stats.retries))
     if response is None:
-        return "skipped"
+        return _Outcome("skipped")
     try:
         _store_success(backend, job, response)
     except Exception:
@@ -104,7 +159,8 @@ def _one(job: str, data: Any, backend: Any, started: float) -> str:
         with contextlib.suppress(Exception):
             worker_claims().release_mine(job)
         raise
-    return "succeeded"
+    job_ended(job, model, stats, response=response)
+    return _Outcome("ok", None, dict(stats.retries))
 
 
 def _store_success(backend: Any, job: str, response: dict) -> None:

@@ -166,6 +166,7 @@ class FakeUpstream:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
+        self._by_marker: dict[str, tuple[deque[Answer], Answer | None]] = {}
         self._received: list[Received] = []
         self._count = 0
         self._stamps: deque[float] = deque()
@@ -216,6 +217,13 @@ class FakeUpstream:
         with self._lock:
             self._script.extend(answers)
 
+    def when(self, marker: str, *answers: Answer, then: Answer | None = None) -> None:
+        """Answer requests whose body holds `marker` with these, in order, then with
+        `then` every time (or normally when None): a script per prompt, whatever order
+        concurrent calls arrive in. Checked before the general script."""
+        with self._lock:
+            self._by_marker[marker] = (deque(answers), then)
+
     @property
     def received(self) -> list[Received]:
         with self._lock:
@@ -231,6 +239,7 @@ class FakeUpstream:
         """Forget the script, the records and the counters."""
         with self._lock:
             self._script.clear()
+            self._by_marker.clear()
             self._received.clear()
             self._count = 0
             self._stamps.clear()
@@ -243,10 +252,23 @@ class FakeUpstream:
     def _next(self, path: str, headers: dict[str, str], body: Any) -> Answer:
         with self._lock:
             self._count += 1
-            answer, name = self._decide(path, body)
+            answer, name = self._marked(body) or self._decide(path, body)
             if self.record:
                 self._received.append(Received(path, headers, body, time.time(), name))
             return answer
+
+    def _marked(self, body: Any) -> tuple[Answer, str] | None:
+        """The scripted answer for a request holding a marker (under the lock)."""
+        if not self._by_marker:
+            return None
+        text = json.dumps(body)
+        for marker, (answers, then) in self._by_marker.items():
+            if marker in text:
+                answer = answers.popleft() if answers else then
+                if answer is None:
+                    return None
+                return answer, answer.kind if answer.kind != "status" else str(answer.status)
+        return None
 
     def _decide(self, path: str, body: Any) -> tuple[Answer, str]:
         """The next answer and its name (under the lock)."""

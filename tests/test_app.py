@@ -350,3 +350,15 @@ def test_a_plain_rediss_url_configures_a_tls_broker_and_result_backend(read_sett
     pool = redis.BlockingConnectionPool.from_url(tls.conf.broker_url)  # claims and limits
     assert pool.connection_class.__name__ == "SSLConnection"
     assert pool.connection_kwargs["ssl_cert_reqs"] == "required"
+
+
+def test_the_config_flower_shows_says_the_concurrency_the_pool_runs(read_settings):
+    from types import SimpleNamespace
+
+    from worker.app import _match_pool_to_concurrency
+
+    conf = SimpleNamespace(**celery_config(read_settings(CHATQ_CONCURRENCY="32"), URL))
+    # At celeryd_init the worker holds its --concurrency only in its options.
+    _match_pool_to_concurrency(instance=SimpleNamespace(), conf=conf, options={"concurrency": 8})
+    assert conf.worker_concurrency == 8
+    assert conf.broker_pool_limit >= 8

@@ -55,3 +55,21 @@ def test_the_shared_client_serves_many_threads_and_kombu_round_trips(redis_url, 
         assert message.payload == {"hello": "world"}
         message.ack()
         queue.close()
+
+
+def test_monitoring_sees_a_redis_url_not_the_transports_class_path():
+    from worker.broker import Connection as ChatqConnection
+
+    conn = ChatqConnection("redis://:secret@db.example:6390/3", transport=TRANSPORT)
+    assert conn.as_uri() == "redis://:**@db.example:6390/3"
+    assert conn.as_uri(include_password=True) == "redis://:secret@db.example:6390/3"
+    tls = ChatqConnection("rediss://db.example:6380/0?ssl_cert_reqs=required", transport=TRANSPORT)
+    assert tls.as_uri().startswith("rediss://")
+    assert conn.clone().transport_cls == TRANSPORT  # the connection itself is unchanged
+
+
+def test_the_apps_connections_are_the_ones_monitoring_can_read(env, producer_for):
+    app = producer_for(env).runtime.app
+    with app.connection_for_read() as conn:
+        assert conn.as_uri().startswith("redis://")
+        assert conn.transport.driver_type == "redis"

@@ -7,7 +7,7 @@ import time
 import pytest
 from celery import states
 
-from chatq.errors import InvalidRequest, ProviderNotFound, UpstreamError
+from chatq.errors import ChunkFailed, InvalidRequest, ProviderNotFound, UpstreamError
 from tests.fake_upstream import Answer
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 
@@ -50,6 +50,42 @@ def test_a_chunk_keeps_each_jobs_failure_and_retries_to_itself(
             outcomes.append(exc.status)
     assert sorted(outcomes, key=str) == sorted([401, 1, 2], key=str)
     assert app.AsyncResult(results[outcomes.index(401)].id).state == states.FAILURE
+
+
+def test_a_chunk_with_failed_jobs_ends_in_failure_counting_them_by_class(
+    env, upstream, producer_for, start_worker, tmp_path, redis_client
+):
+    env.update(CHATQ_MAX_ATTEMPTS="2")
+    producer = producer_for(env)
+    start_worker(env)
+    upstream.when("key-revoked", Answer.error(401))
+    upstream.when("outage", then=Answer.error(500))
+    upstream.when("busy", Answer.rate_limited(0.1))
+    prompts = ["key-revoked", "outage", "busy", "fine"]
+    jobs = [[f"c-{p}", {"model": "openrouter/a/b", "messages": _msg(p)}] for p in prompts]
+    chunk = app.send_task(CHAT_MANY_TASK, args=[jobs], queue="chat.openrouter")
+    with pytest.raises(ChunkFailed) as failed:
+        producer.wait(chunk, timeout=30)
+    assert failed.value.facts["outcomes"] == {
+        "ok": 2,
+        "failed": {"AuthenticationFailed 401": 1, "UpstreamUnavailable 500": 1},
+        "retries": {"RateLimited 429": 1, "UpstreamUnavailable 500": 1},
+    }
+    assert "2 of 4 jobs failed" in str(failed.value)
+    end = time.monotonic() + 5  # the failed chunk's message is acknowledged, not redelivered
+    while redis_client.hlen("unacked") and time.monotonic() < end:
+        time.sleep(0.1)
+    assert redis_client.hlen("unacked") == 0
+    assert producer.wait("c-busy", timeout=5).retries == {"RateLimited 429": 1}
+    assert producer.wait("c-fine", timeout=5).attempts == 1
+    with pytest.raises(UpstreamError):
+        producer.wait("c-outage", timeout=5)
+    log = "".join(p.read_text() for p in tmp_path.glob("worker-logs-*/*.log"))
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "failed:" in line]
+    assert len(warnings) == 2, warnings
+    assert any("c-key-revoked" in w and "AuthenticationFailed 401" in w for w in warnings)
+    assert "Traceback" not in log and "raised unexpected" not in log
+    assert "key-revoked" not in log.replace("c-key-revoked", "")  # never the prompt
 
 
 def test_enqueue_many_queues_nothing_when_one_request_is_bad(env, producer_for, redis_client):

@@ -71,7 +71,7 @@ def test_the_cloud_worker_serves_every_cloud_queue_and_the_default_one():
         "celery", "chat.ollama_cloud", "chat.openrouter", "chat.opencode", "chat.kimi",
         "chat.mock",
     }  # fmt: skip
-    assert argv[argv.index("--pool") + 1] in ("threads", "gevent")
+    assert argv[argv.index("--pool") + 1] == "threads"
 
 
 def test_the_ollama_worker_matches_ollama_num_parallel():
@@ -86,6 +86,12 @@ def test_flower_refuses_to_start_without_basic_auth_credentials():
         expand(SERVICES["flower"]["command"], {})
     with pytest.raises(KeyError, match="FLOWER_BASIC_AUTH"):
         expand(PROCFILE["flower"], {})
+
+
+def test_flower_is_reachable_from_this_host_only_by_default():
+    assert SERVICES["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    argv = expand(PROCFILE["flower"], {"FLOWER_BASIC_AUTH": "ops:pw"})
+    assert "--address=127.0.0.1" in argv
 
 
 def test_no_api_key_is_written_in_the_compose_file_or_the_procfile():
@@ -143,9 +149,10 @@ def test_the_flower_command_serves_the_dashboard_only_behind_basic_auth(source, 
             SERVICES["flower"]["command"], {"FLOWER_USER": "ops", "FLOWER_PASSWORD": "pw"}
         )
         argv = [a.replace("--port=5555", f"--port={port}") for a in argv]
+        argv = [a.replace("--address=0.0.0.0", "--address=127.0.0.1") for a in argv]
     else:
         argv = expand(PROCFILE["flower"], {"PORT": str(port), "FLOWER_BASIC_AUTH": "ops:pw"})
-    argv = [*_local(argv), "--address=127.0.0.1"]
+    argv = _local(argv)
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=log)
     try:

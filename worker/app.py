@@ -11,7 +11,7 @@ Choices that matter (see README, "How jobs run"):
 - Retries wait inside the task (worker/retry.py), never through a countdown, and the
   Redis visibility timeout is `Settings.visibility_timeout` (job deadline + one read
   timeout + a minute): no job is handed to a second worker while the first still has it.
-- The broker connection pool grows with the worker's concurrency: a gevent or threads
+- The broker connection pool grows with the worker's concurrency: a threads
   pool with kombu's default 10 connections loses acknowledgements at high concurrency.
 """
 
@@ -25,11 +25,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
 from celery import Celery, signals
+from celery.app.amqp import AMQP
 from celery.backends.redis import RedisBackend
 from kombu import Queue
 
 from chatq.errors import InvalidRequest
 from config import PROVIDERS, Settings, load_settings
+from worker.broker import TRANSPORT, Connection
 from worker.chat.registry import route
 from worker.embedded_redis import running_url
 from worker.redis_guard import RECONNECT_WINDOW, reconnecting
@@ -38,6 +40,7 @@ __all__ = [
     "CHAT_MANY_TASK",
     "CHAT_TASK",
     "DEFAULT_QUEUE",
+    "QUEUES",
     "app",
     "celery_config",
     "chunk_summary",
@@ -63,6 +66,10 @@ DEFAULT_QUEUE = "celery"
 def queue_for(provider: str) -> str:
     """The queue of `provider`'s jobs: `chat.<provider>`."""
     return f"chat.{provider}"
+
+
+#: Every queue chatq declares: the default one, then one per provider.
+QUEUES = (DEFAULT_QUEUE, *(queue_for(p) for p in PROVIDERS))
 
 
 def request_summary(args: Any, kwargs: Any) -> str:
@@ -156,7 +163,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "broker_url": redis_url,
         # kombu's Redis transport, except that garbage on a queue cannot stop a worker.
-        "broker_transport": "worker.broker:Transport",
+        "broker_transport": TRANSPORT,
         "result_backend": redis_url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -191,7 +198,7 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
         "worker_pool": settings.pool,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_default_queue": DEFAULT_QUEUE,
-        "task_queues": [Queue(DEFAULT_QUEUE)] + [Queue(queue_for(p)) for p in PROVIDERS],
+        "task_queues": [Queue(name) for name in QUEUES],
         "task_create_missing_queues": True,
         "task_routes": (route_chat,),
         "worker_hijack_root_logger": False,
@@ -269,7 +276,13 @@ class _ResultBackend(RedisBackend):
         return {}
 
 
+class _AMQP(AMQP):
+    Connection = Connection  # so that Flower sees a redis:// broker URL
+
+
 class _App(Celery):
+    amqp_cls = _AMQP
+
     def _get_backend(self) -> RedisBackend:
         # A blocking pool: with chunked jobs many threads share a few connections and
         # should wait for one rather than fail with "Too many connections".
@@ -277,7 +290,10 @@ class _App(Celery):
         return _ResultBackend(app=self, url=self.conf.result_backend, connection_pool=pool)
 
 
-app = _App("chatq", include=["tasks.chat", "tasks.chat_many", "tasks.recovery.hooks"])
+app = _App(
+    "chatq",
+    include=["tasks.chat", "tasks.chat_many", "tasks.recovery.hooks", "worker.metrics_server"],
+)
 app.add_defaults(_lazy_config)
 
 
@@ -296,11 +312,14 @@ logging.getLogger("celery.app.trace").addFilter(_NoAnswersInLogs())
 
 @signals.celeryd_init.connect
 def _match_pool_to_concurrency(
-    sender: Any = None, instance: Any = None, conf: Any = None, **kw: Any
+    sender: Any = None, instance: Any = None, conf: Any = None, options: Any = None, **kw: Any
 ) -> None:
     """Size the broker and backend pools to the concurrency the worker really runs."""
-    concurrency = int(getattr(instance, "concurrency", None) or conf.worker_concurrency)
+    # At this signal the worker has not yet read its --concurrency into `instance`.
+    given = (options or {}).get("concurrency") or getattr(instance, "concurrency", None)
+    concurrency = int(given or conf.worker_concurrency)
     connections = concurrency * current_settings().chunk_size + 16
+    conf.worker_concurrency = concurrency  # what `inspect conf` and Flower's Config tab say
     conf.broker_pool_limit = concurrency + 8
     conf.redis_max_connections = connections
     conf.broker_transport_options = {

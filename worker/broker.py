@@ -14,6 +14,10 @@
   table of several hundred response callbacks for each one: a sixth of a worker's CPU
   on short jobs. A client is only a handle on the channel's connection pool and safe to
   share between threads, so the channel keeps one per pool.
+- kombu names a connection's transport in its URL (`as_uri()`) by the class path it was
+  given, so monitoring saw `worker.broker:Transport://...` and Flower's Broker page and
+  queue lengths refused it ("'redis' broker is not supported"). `Connection` names it
+  by its URL scheme, as kombu names its own Redis transport.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import kombu
 import redis
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["Transport"]
+__all__ = ["TRANSPORT", "Connection", "Transport"]
+
+#: How Celery's configuration names this transport (`broker_transport`).
+TRANSPORT = "worker.broker:Transport"
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +66,13 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with the hardened channel."""
 
     Channel = Channel
+
+
+class Connection(kombu.Connection):
+    """A kombu connection whose URL names chatq's transport as `redis` (or `rediss`)."""
+
+    def info(self) -> dict[str, Any]:
+        info = super().info()
+        if info.get("transport") in (TRANSPORT, Transport):
+            info["transport"] = "rediss" if self.ssl else "redis"
+        return info

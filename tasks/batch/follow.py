@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from chatq.errors import error_label
 from config import PROVIDERS
 from tasks.batch.cache import ResponseCache
 from tasks.batch.claims import stale
@@ -172,7 +173,8 @@ class Follower:
             snap.cancelled += 1
         else:
             snap.failed += 1
-        kind = (error or {}).get("type", "JobFailed")
+        error = error or {}
+        kind = error_label(error.get("type", "JobFailed"), error.get("status"))
         snap.errors[kind] = snap.errors.get(kind, 0) + 1
 
     # -- following -----------------------------------------------------------------------

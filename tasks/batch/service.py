@@ -326,11 +326,8 @@ class Batches:
 
     # -- reading -------------------------------------------------------------------------
     def record(self, batch_id: str) -> BatchRecord:
-        """The batch's record.
-
-        Raises:
-            InvalidRequest: there is no such batch (never submitted, or expired).
-        """
+        """The batch's record; InvalidRequest when there is none (never submitted, or
+        expired, or lost with a Redis that restarted empty: it says which)."""
         record = self.store.record(batch_id)
         if record is None:
             runtime = self.producer.runtime
@@ -344,15 +341,18 @@ class Batches:
             raise InvalidRequest(f"no batch {batch_id!r} (never submitted, or expired)")
         return record
 
-    def snapshot(self, batch_id: str) -> tuple[BatchRecord, Snapshot]:
-        """The batch's record and its counts as Redis holds them now (running lines
-        are those some worker holds a claim on).
+    def snapshot(
+        self, batch_id: str, *, follower: Follower | None = None
+    ) -> tuple[BatchRecord, Snapshot]:
+        """The batch's record and counts as Redis holds them now (running: a worker
+        holds its claim); a `follower` kept from an earlier call reads only what was
+        pending then.
 
         Raises:
             InvalidRequest: there is no such batch.
         """
         record = self.record(batch_id)
-        follower = Follower(self.store, None, batch_id)
+        follower = follower or Follower(self.store, None, batch_id)
         follower.scan(claims=True, cancelled=record.state == "cancelled")
         snap = follower.snap
         if snap.pending == 0 and record.state == "running":  # done, whoever looked first
@@ -360,6 +360,10 @@ class Batches:
             self.store.save(batch_id, state="done", finished=finished)
             record = replace(record, state="done", finished=finished)
         return record, snap
+
+    def follower(self, batch_id: str) -> Follower:
+        """A follower to hand `snapshot` again and again (one byte per line)."""
+        return Follower(self.store, None, batch_id)
 
     def results(self, batch_id: str) -> Iterator[Result]:
         """Every line's result in input order, read in chunks (a line with no result yet

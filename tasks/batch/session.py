@@ -38,7 +38,7 @@ def _staleness(runtime: Any):
     embedded, workers = runtime.embedded, runtime.workers
     if embedded is None or not embedded.owned or workers is None:
         return stale
-    if runtime.settings.pool not in ("threads", "gevent", "solo"):
+    if runtime.settings.pool not in ("threads", "solo"):
         return stale
     return only_holders({proc.pid for proc in workers.procs})
 

@@ -1,7 +1,7 @@
 """The `chatq` command line: the parser and `main`; each command group has its module.
 
     tasks/cli/common.py   exit codes, one-line errors, the command registry
-    tasks/cli/chat.py     providers, chat, limits
+    tasks/cli/chat.py     providers, chat, limits, metrics
     tasks/cli/batch.py    batch run | submit | status | results | cancel | list
     tasks/cli/judge.py    judge, judge compare
     tasks/cli/serve.py    serve (the HTTP gateway, run by uvicorn)

@@ -135,9 +135,15 @@ def _say_submitted(report: SubmitReport) -> None:
     )
 
 
+def errors_text(errors: dict[str, int]) -> str:
+    """`AuthenticationFailed 401: 6, UpstreamUnavailable 500: 12`: failures by class and
+    status, since a revoked key and a provider outage call for different action."""
+    return ", ".join(f"{k}: {v:,}" for k, v in sorted(errors.items()))
+
+
 def print_summary(snap: Snapshot, *, written: int, output: Path, seconds: float) -> None:
     """The end-of-run summary on stdout."""
-    errors = ", ".join(f"{k} {v:,}" for k, v in sorted(snap.errors.items()))
+    errors = errors_text(snap.errors)
     print(f"lines      {snap.total:,} (written to {output}: {written:,})")
     print(f"succeeded  {snap.succeeded:,}" + (f" ({snap.cached:,} cached)" if snap.cached else ""))
     print(f"failed     {snap.failed + snap.cancelled:,}" + (f" ({errors})" if errors else ""))
@@ -192,7 +198,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
           f"cancelled {snap.cancelled:,} · running {snap.running:,} · "
           f"pending {info['pending']:,}")  # fmt: skip
     if snap.errors:
-        print("errors   " + ", ".join(f"{k} {v:,}" for k, v in sorted(snap.errors.items())))
+        print("errors   " + errors_text(snap.errors))
     print(f"tokens   {snap.input_tokens:,} in · {snap.output_tokens:,} out · "
           f"cached {snap.cached:,} · retried {snap.retried:,}")  # fmt: skip
     eta = format_duration(info["eta"]) if info["eta"] is not None else "unknown (not followed)"

@@ -1,4 +1,5 @@
-"""`chatq providers`, `chatq chat` and `chatq limits`: one job, and what the fleet knows."""
+"""`chatq providers`, `chatq chat`, `chatq limits` and `chatq metrics`: one job, and
+what the fleet knows."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def add_limits_parser(sub: Any) -> None:
     limits = sub.add_parser("limits", help="show each provider's fleet-wide limits and state")
     limits.add_argument("--minutes", type=float, default=5.0, help="window of the 429 count")
     limits.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_parser("metrics", help="print the fleet's metrics (Prometheus text format)")
 
 
 @command("providers")
@@ -99,6 +101,26 @@ def _limits(args: argparse.Namespace, settings: Settings) -> int:
         if client is not None:
             client.close()
     print(json.dumps(rows) if args.json else format_report(rows, minutes=args.minutes))
+    return EXIT_OK
+
+
+@command("metrics")
+def _metrics(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from worker.app import QUEUES
+    from worker.embedded_redis import running_url
+    from worker.metrics import exposition
+
+    url = settings.redis_url or running_url(settings.home)
+    if url is None:
+        print("chatq: no Redis running (REDIS_URL is unset): no metrics yet", file=sys.stderr)
+        return EXIT_OK
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        sys.stdout.write(exposition(client, queues=QUEUES))
+    finally:
+        client.close()
     return EXIT_OK
 
 

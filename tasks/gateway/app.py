@@ -52,7 +52,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await to_thread.run_sync(runtime.close)
 
     guard = Middleware(Guard, keys=settings.gateway_keys, max_body=settings.max_body_bytes,
-                       max_file=settings.max_file_bytes)  # fmt: skip
+                       max_file=settings.max_file_bytes,
+                       body_timeout=settings.body_timeout)  # fmt: skip
     return Starlette(routes=[*chat.ROUTES, *openai_api.ROUTES], middleware=[guard],
                      lifespan=lifespan)  # fmt: skip
 

@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -59,6 +58,9 @@ class OpenAIBatches:
         self.client: redis.Redis = batches.store.client
         self._working: set[str] = set()
         self._lock = threading.Lock()
+        #: Per unfinished batch: its follower (so that a poll reads only the lines still
+        #: pending, not the whole batch) and the lock that keeps two polls apart.
+        self._followers: dict[str, tuple[threading.Lock, Any]] = {}
 
     # -- the API -------------------------------------------------------------------------
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +186,7 @@ class OpenAIBatches:
             if self._free(f"submit:{batch_id}"):  # its submitter died: go on in its stead
                 self._start(batch_id, self._submit)
             return
-        record, snap = self.batches.snapshot(batch_id)
+        record, snap = self._snapshot(batch_id)
         doc["request_counts"] = {"total": snap.total, "completed": snap.succeeded,
                                  "failed": snap.failed}  # fmt: skip
         tokens = snap.input_tokens + snap.output_tokens
@@ -197,6 +199,14 @@ class OpenAIBatches:
         over = record.state == "done" or (status == "cancelling" and snap.running == 0)
         if over or (status == "finalizing" and self._free(f"finalize:{batch_id}")):
             self._start(batch_id, self._finalize)
+
+    def _snapshot(self, batch_id: str) -> tuple[Any, Any]:
+        with self._lock:
+            if batch_id not in self._followers:
+                self._followers[batch_id] = (threading.Lock(), self.batches.follower(batch_id))
+            lock, follower = self._followers[batch_id]
+        with lock:
+            return self.batches.snapshot(batch_id, follower=follower)
 
     # -- work done in a thread of its own ------------------------------------------------
     def _start(self, batch_id: str, work: Any) -> None:
@@ -264,32 +274,45 @@ class OpenAIBatches:
             cancelled = doc["status"] == "cancelling" or doc.get("cancelling_at") is not None
             doc.update(status="finalizing", finalizing_at=doc["finalizing_at"] or int(time.time()))
             self._save(doc)
-            outputs, errors = self._write_files(batch_id)
-            doc.update(output_file_id=outputs, error_file_id=errors)
+            outputs, errors, counts = self._write_files(batch_id)
+            # The counts of what the files hold: a line may have ended since the last poll.
+            doc.update(output_file_id=outputs, error_file_id=errors, request_counts=counts)
             if cancelled:
                 doc.update(status="cancelled", cancelled_at=int(time.time()))
             else:
                 doc.update(status="completed", completed_at=int(time.time()))
             self._save(doc)
             self.client.srem(_ACTIVE, batch_id)
+        with self._lock:
+            self._followers.pop(batch_id, None)
 
-    def _write_files(self, batch_id: str) -> tuple[str | None, str | None]:
-        """Write the output (lines that succeeded) and error (lines that did not) files,
-        reading the results in chunks: (output file id, error file id), None when empty."""
-        ok = self.files.write_lines(_rows(self.batches.results(batch_id), True),
-                                    filename=f"{batch_id}_output.jsonl",
-                                    purpose="batch_output")  # fmt: skip
-        bad = self.files.write_lines(_rows(self.batches.results(batch_id), False),
-                                     filename=f"{batch_id}_error.jsonl",
-                                     purpose="batch_output")  # fmt: skip
+    def _write_files(self, batch_id: str) -> tuple[str | None, str | None, dict[str, int]]:
+        """Write the output (lines that succeeded) and error (lines that did not) files in
+        one pass over the results, read in chunks: (output file id, error file id: None
+        when empty, request counts)."""
+        counts = {"total": 0, "completed": 0, "failed": 0}
+        with (
+            self.files.writing(f"{batch_id}_output.jsonl", purpose="batch_output") as ok,
+            self.files.writing(f"{batch_id}_error.jsonl", purpose="batch_output") as bad,
+        ):
+            for result in self.batches.results(batch_id):
+                line = json.dumps(format_line(result, "openai"), ensure_ascii=False) + "\n"
+                counts["total"] += 1
+                if result.response is not None:
+                    ok.write(line.encode("utf-8"))
+                    counts["completed"] += 1
+                else:
+                    bad.write(line.encode("utf-8"))
+                    cancelled = (result.error or {}).get("type") == "Cancelled"
+                    counts["failed"] += not cancelled
         ids = []
-        for written in (ok, bad):
+        for written in (ok.obj, bad.obj):
             if written.bytes == 0:
                 self.files.delete(written.id)
                 ids.append(None)
             else:
                 ids.append(written.id)
-        return ids[0], ids[1]
+        return ids[0], ids[1], counts
 
     # -- the object in Redis ---------------------------------------------------------------
     def _load(self, batch_id: str) -> dict[str, Any]:
@@ -311,13 +334,6 @@ class OpenAIBatches:
 
     def _free(self, name: str) -> bool:
         return not self.client.exists(f"{_LOCK}{name}")
-
-
-def _rows(results: Iterator, succeeded: bool) -> Iterator[bytes]:
-    for result in results:
-        if (result.response is not None) is succeeded:
-            line = format_line(result, "openai")
-            yield (json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 class _Lease:

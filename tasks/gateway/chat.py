@@ -1,10 +1,12 @@
 """One chat call over HTTP: chatd's `/v1/chat` and OpenAI's `/v1/chat/completions`,
-the provider and model lists, and the health check."""
+the provider and model lists, the health check and the fleet's metrics."""
 
 from __future__ import annotations
 
 import time
 
+from anyio import to_thread
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -15,8 +17,10 @@ from tasks.batch.output import completion
 from tasks.gateway.errors import HTTPError
 from tasks.gateway.guard import read_json
 from tasks.gateway.state import gateway_of, route
+from worker.app import QUEUES
 from worker.chat.types import ChatRequest
 from worker.heartbeat import PREFIX as WORKER_PREFIX
+from worker.metrics import exposition
 
 __all__ = ["ROUTES"]
 
@@ -62,6 +66,14 @@ async def models(request: Request) -> Response:
 
 
 @route
+async def metrics(request: Request) -> Response:
+    """The fleet's metrics in Prometheus' text format (the same as every worker's)."""
+    client = gateway_of(request).runtime.redis()
+    text = await to_thread.run_sync(lambda: exposition(client, queues=QUEUES))
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+@route
 async def healthz(request: Request) -> Response:
     """200 when Redis answers and at least one worker process is alive, else 503."""
     client = gateway_of(request).waiter.client
@@ -87,4 +99,5 @@ ROUTES = [
     Route("/v1/chat/completions", completions, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

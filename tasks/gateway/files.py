@@ -50,6 +50,19 @@ class FileObject:
         return asdict(self)
 
 
+class NewFile:
+    """A file being written (see `FileStore.writing`)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.size = 0
+        self.obj: FileObject | None = None
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.size += len(data)
+
+
 class FileStore:
     """Create, read, list and delete files in `directory`."""
 
@@ -97,19 +110,18 @@ class FileStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def write_lines(self, lines: Iterator[bytes], *, filename: str, purpose: str) -> FileObject:
-        """Store the given lines (each ending in a newline) as a new file."""
+    @contextlib.contextmanager
+    def writing(self, filename: str, *, purpose: str) -> Iterator[NewFile]:
+        """A new file to write to; it exists (`.obj`) once the block ends without error."""
         self._check_purpose(purpose)
         file_id = _new_id()
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{file_id}.part"
-        size = 0
         try:
             with open(tmp, "wb") as handle:
-                for line in lines:
-                    handle.write(line)
-                    size += len(line)
-            return self._commit(tmp, file_id, size, filename, purpose)
+                new = NewFile(handle)
+                yield new
+            new.obj = self._commit(tmp, file_id, new.size, filename, purpose)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

@@ -1,8 +1,9 @@
-"""What every request passes before a route sees it: the API key, the body's size,
-and, for JSON routes, a body that is a JSON object."""
+"""What every request passes before a route sees it: the API key, the body's size and
+pace, and, for JSON routes, a body that is a JSON object."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Callable, Sequence
@@ -30,13 +31,16 @@ def envelope_for(path: str) -> Callable[..., Any]:
 class Guard:
     """ASGI middleware: 401 without a known key (when CHATQ_API_KEYS is set), 413 for
     a body over its limit (uploads to /v1/files have their own, larger one), counted
-    as it arrives so that no oversized body is ever held."""
+    as it arrives so that no oversized body is ever held, and 408 for a body that stops
+    arriving for `body_timeout` seconds (a slow sender holds nothing for long)."""
 
-    def __init__(self, app: ASGIApp, *, keys: Sequence[Secret], max_body: int, max_file: int):
+    def __init__(self, app: ASGIApp, *, keys: Sequence[Secret], max_body: int, max_file: int,
+                 body_timeout: float = 30.0):  # fmt: skip
         self.app = app
         self.keys = [k.reveal().encode() for k in keys]
         self.max_body = max_body
         self.max_file = max_file
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,11 +62,21 @@ class Guard:
         seen = 0
         started = False
 
+        whole = False
+
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, whole
+            if whole:  # the body is in: what follows is the wait for a disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except asyncio.TimeoutError:
+                pause = f"{self.body_timeout:g}s"
+                raise HTTPError(408, f"the request body stopped arriving for {pause}",
+                                code="request_timeout") from None  # fmt: skip
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if seen > limit:  # the route answers it in its envelope
                     raise _too_large(limit)
             return message

@@ -1,5 +1,4 @@
-"""LLM-as-judge scoring: a batch of judge prompts built from a template, then the
-verdicts read back and summarized.
+"""A judge run's requests: a batch of judge prompts built from a template.
 
 A judge run IS a batch: its id is a digest of the input, the template, the model and
 the options, so running the same command again resumes it and pays for nothing twice.
@@ -13,57 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from chatq.errors import ChatqError, InvalidRequest
 from tasks.batch.input import Line, file_digest
-from tasks.batch.output import Result
 from tasks.batch.service import default_batch_id
-from tasks.judge.parse import (
-    OUT_OF_RANGE,
-    SCORED,
-    TIE,
-    UNPARSEABLE,
-    A,
-    B,
-    Scale,
-    parse_score,
-    parse_verdict,
-)
-from tasks.judge.stats import histogram, summarize, wilson
-from tasks.judge.template import Template
+from tasks.judge.options import JudgeOptions
 from worker.chat.types import ChatRequest
 
-__all__ = ["JudgeOptions", "JudgeSource", "combine", "judge_rows", "summary_path"]
-
-MODES = ("score", "pairwise")
-
-
-@dataclass(frozen=True)
-class JudgeOptions:
-    """What shapes a judge's requests (and so its batch id)."""
-
-    model: str
-    template: Template
-    mode: str = "score"
-    scale: Scale = field(default_factory=lambda: Scale(1, 10))
-    system: str | None = None
-    max_tokens: int | None = None
-    a_field: str = "answer_a"
-    b_field: str = "answer_b"
-
-    @property
-    def tokens(self) -> int:
-        """Short judge answers by default: a number, or a verdict with a few words."""
-        return self.max_tokens or (16 if self.mode == "score" else 32)
-
-    def fingerprint(self) -> str:
-        parts = [self.model, self.template.text, self.mode, repr(self.scale), self.system or "",
-                 str(self.tokens), self.a_field, self.b_field]  # fmt: skip
-        return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+__all__ = ["JudgeSource"]
 
 
 class JudgeSource:
@@ -93,6 +51,23 @@ class JudgeSource:
                 if text.strip():
                     yield from self._lines(number, text)
 
+    def answer_lengths(self) -> dict[str, tuple[int, int]]:
+        """custom_id -> lengths in characters of answers A and B, for the pairwise length
+        check; lines that are not JSON objects or lack an answer are left out."""
+        a_field, b_field = self.options.a_field, self.options.b_field
+        lengths: dict[str, tuple[int, int]] = {}
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for number, text in enumerate(handle, start=1):
+                try:
+                    data = json.loads(text) if text.strip() else None
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and data.get(a_field) is not None \
+                        and data.get(b_field) is not None:  # fmt: skip
+                    lengths[_custom_id(data, number)] = (
+                        len(_as_text(data[a_field])), len(_as_text(data[b_field])))  # fmt: skip
+        return lengths
+
     def _lines(self, number: int, text: str) -> Iterator[Line]:
         opts = self.options
         try:
@@ -107,8 +82,7 @@ class JudgeSource:
             )
             yield from self._each(number, str(number), lambda _swap: _raise(error))
             return
-        custom_id = data.get("custom_id", data.get("id"))
-        custom_id = str(number) if custom_id in (None, "") else str(custom_id)
+        custom_id = _custom_id(data, number)
 
         def build(swap: bool) -> ChatRequest:
             values = data
@@ -139,113 +113,10 @@ def _raise(error: Exception):
     raise error
 
 
-def combine(first: str | None, swapped: str | None) -> tuple[str | None, bool | None]:
-    """The verdict of an item judged in both orders: (verdict, consistent).
-
-    `first` names A and B as given; `swapped` was judged with them exchanged, so its
-    "A" means B. Agreement gives that verdict; disagreement is a tie, inconsistent.
-    Either unreadable: (None, None).
-    """
-    if first is None or swapped is None:
-        return None, None
-    unswapped = {A: B, B: A}.get(swapped, swapped)
-    if first == unswapped:
-        return first, True
-    return TIE, False
+def _custom_id(data: dict, number: int) -> str:
+    custom_id = data.get("custom_id", data.get("id"))
+    return str(number) if custom_id in (None, "") else str(custom_id)
 
 
-def judge_rows(results: Iterable[Result], options: JudgeOptions) -> Iterator[dict[str, Any]]:
-    """One output row per input item, in input order."""
-    if options.mode == "score":
-        for r in results:
-            yield _score_row(r, options.scale)
-        return
-    iterator = iter(results)
-    for first in iterator:
-        second = next(iterator)
-        yield _pair_row(first, second)
-
-
-def _score_row(r: Result, scale: Scale) -> dict[str, Any]:
-    row: dict[str, Any] = {"custom_id": r.custom_id}
-    if r.response is None:
-        return {**row, "status": "error", "score": None, "raw": None, "error": r.error}
-    raw = r.response.get("content", "")
-    reading = parse_score(raw, scale)
-    row.update(status=reading.status, score=_number(reading.score), raw=raw, error=None,
-               cached=bool(r.response.get("cached")))  # fmt: skip
-    if reading.status == OUT_OF_RANGE:
-        row["value"] = _number(reading.value)
-    return row
-
-
-def _number(value: float | None) -> float | int | None:
-    return int(value) if value is not None and value.is_integer() else value
-
-
-def _pair_row(first: Result, second: Result) -> dict[str, Any]:
-    custom_id = first.custom_id.removesuffix("#ab")
-    row: dict[str, Any] = {"custom_id": custom_id}
-    error = first.error or second.error
-    if first.response is None or second.response is None:
-        return {**row, "status": "error", "verdict": None, "consistent": None,
-                "verdicts": None, "raw": None, "error": error}  # fmt: skip
-    raws = [first.response.get("content", ""), second.response.get("content", "")]
-    verdicts = [parse_verdict(raws[0]), parse_verdict(raws[1])]
-    verdict, consistent = combine(*verdicts)
-    row.update(status=SCORED if verdict else UNPARSEABLE, verdict=verdict,
-               consistent=consistent, verdicts=verdicts, raw=raws, error=None)  # fmt: skip
-    return row
-
-
-class Tally:
-    """Accumulates rows into the run's summary."""
-
-    def __init__(self, options: JudgeOptions):
-        self.options = options
-        self.items = 0
-        self.counts: dict[str, int] = {}
-        self.scores: list[float] = []
-        self.verdicts: dict[str, int] = {A: 0, B: 0, TIE: 0}
-        self.consistent = 0
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.items += 1
-        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
-        if row["status"] != SCORED:
-            return
-        if self.options.mode == "score":
-            self.scores.append(row["score"])
-        else:
-            self.verdicts[row["verdict"]] += 1
-            self.consistent += int(bool(row["consistent"]))
-
-    def summary(self) -> dict[str, Any]:
-        opts = self.options
-        out: dict[str, Any] = {
-            "mode": opts.mode, "model": opts.model, "items": self.items,
-            "scored": self.counts.get(SCORED, 0),
-            "unparseable": self.counts.get(UNPARSEABLE, 0),
-            "out_of_range": self.counts.get(OUT_OF_RANGE, 0),
-            "errors": self.counts.get("error", 0),
-        }  # fmt: skip
-        if opts.mode == "score":
-            out["scale"] = [opts.scale.low, opts.scale.high]
-            out.update(summarize(self.scores).as_dict())
-            out["histogram"] = histogram(self.scores, low=opts.scale.low, high=opts.scale.high)
-            return out
-        judged = sum(self.verdicts.values())
-        for name, key in (("win", A), ("loss", B), ("tie", TIE)):
-            count = self.verdicts[key]
-            interval = wilson(count, judged)
-            out[f"{name}_rate"] = count / judged if judged else None
-            out[f"{name}_ci95"] = interval.as_list() if interval else None
-        out["position_consistency"] = self.consistent / judged if judged else None
-        return out
-
-
-def summary_path(output: Path) -> Path:
-    """`scores.jsonl` → `scores.summary.json`, beside it."""
-    output = Path(output)
-    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
-    return output.with_name(stem + ".summary.json")
+def _as_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -294,3 +294,14 @@ def test_a_bad_setting_is_still_a_value_error_for_code_that_caught_it_so():
 
     with pytest.raises(ValueError, match="CHATQ_TIMEOUT"):
         load_settings({"CHATQ_TIMEOUT": "soon"}, directory=Path("/nonexistent"))
+
+
+def test_an_error_is_labelled_by_its_class_and_status():
+    from chatq.errors import AuthenticationFailed, ChunkFailed, DeadlineExceeded, error_label
+
+    assert AuthenticationFailed("no", status=401).label == "AuthenticationFailed 401"
+    assert DeadlineExceeded("late").label == "DeadlineExceeded"
+    assert error_label("UpstreamUnavailable", 503) == "UpstreamUnavailable 503"
+    counts = {"ok": 1, "failed": {"AuthenticationFailed 401": 1}}
+    chunk = ChunkFailed("1 of 2 failed", outcomes=counts)
+    assert type(chunk)(*chunk.args).facts["outcomes"] == counts  # survives Celery's JSON

@@ -125,3 +125,19 @@ def test_providers_lists_exactly_the_registered_ones(env, embedded_env):
     assert keyed.stdout.split() == sorted(
         ["kimi", "mock", "ollama", "ollama_cloud", "opencode", "openrouter"]
     )
+
+
+def test_metrics_prints_the_fleets_counters_and_queue_depths(env, redis_url):
+    import redis
+
+    from worker.metrics import JobStats, MetricsRecorder
+
+    client = redis.Redis.from_url(redis_url)
+    MetricsRecorder(client).job_ended(JobStats(provider="kimi", calls=2), response={})
+    client.rpush("chat.kimi", "waiting")
+    client.close()
+    done = chatq("metrics", env=env)
+    assert done.returncode == 0, done.stderr
+    assert 'chatq_jobs_total{outcome="succeeded",provider="kimi"} 1.0' in done.stdout
+    assert 'chatq_upstream_calls_total{provider="kimi"} 2.0' in done.stdout
+    assert 'chatq_queue_depth{queue="chat.kimi"} 1.0' in done.stdout

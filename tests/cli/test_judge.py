@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import chatq_env
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import Answer, FakeUpstream
+from tests.judge import answers
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +132,64 @@ def _wait_for_redis_to_stop(home: Path, timeout: float = 30) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+def _completion(content: str, finish: str) -> dict:
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1767225600,
+            "model": "judge", "choices": [{"index": 0, "finish_reason": finish,
+            "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("preset", "answer", "system_marker", "max_tokens", "expect"),
+    [
+        ("mt-bench", answers.MT_BENCH_SCORES[0][0], None, 2048, {"mean": 7, "scale": [1, 10]}),
+        ("prometheus", answers.PROMETHEUS_SCORES[0][0], "fair judge", 1024,
+         {"mean": 4, "scale": [1, 5]}),
+        ("arena-hard", answers.ARENA_HARD_VERDICTS[0][0], "[[A>>B]]", 4096,
+         {"tie_rate": 1.0, "position_consistency": 0.0}),
+    ],
+    ids=["mt-bench", "prometheus", "arena-hard"],
+)  # fmt: skip
+def test_a_preset_run_against_the_upstream_asks_and_reads_as_its_framework(
+    upstream, env, tmp_path, start_worker, preset, answer, system_marker, max_tokens, expect
+):
+    start_worker(env)
+    data = tmp_path / "items.jsonl"
+    items = [{"id": f"q{i}", "question": f"What is {i} + {i}?", "answer": f"{2 * i}",
+              "answer_a": f"It is {2 * i}.", "answer_b": f"{2 * i}", "rubric": "1: wrong; 5: right"}
+             for i in range(4)]  # fmt: skip
+    data.write_text("".join(json.dumps(item) + "\n" for item in items))
+    calls = 8 if preset == "arena-hard" else 4
+    # Every call gets the same long answer, whatever order the calls arrive in; one
+    # score-mode answer is cut off by max_tokens.
+    pushed = [Answer(content=answer) for _ in range(calls)]
+    if preset != "arena-hard":
+        pushed[-1] = Answer(kind="json", body=_completion(answer[:60], "length"))
+    upstream.push(*pushed)
+    out = tmp_path / "scores.jsonl"
+    proc = start(["judge", str(data), "--model", "openrouter/judge/x", "--preset", preset,
+                  "-o", str(out)], env, tmp_path)  # fmt: skip
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    bodies = [r.body for r in upstream.received]
+    assert len(bodies) == calls and {b["max_tokens"] for b in bodies} == {max_tokens}
+    assert all(b["temperature"] == 0 for b in bodies)
+    if system_marker:
+        assert all(system_marker in b["messages"][0]["content"] for b in bodies)
+    summary = json.loads((tmp_path / "scores.summary.json").read_text())
+    assert summary["preset"] == preset and summary["max_tokens"] == max_tokens
+    for key, value in expect.items():
+        assert summary[key] == value, (key, summary)
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    if preset == "arena-hard":
+        assert summary["arena"]["A>>B"] == summary["arena"]["B>>A"] == 4
+        assert all(r["labels"] == ["A>>B", "A>>B"] for r in rows)
+        assert summary["length_check"]["wins"] == 0  # every item a tie: no win to check
+        assert "A>>B 4" in stdout
+    else:
+        assert summary["scored"] == 3 and summary["truncated"] == 1
+        [cut] = [r for r in rows if r["status"] == "truncated"]
+        assert cut["raw"] == answer[:60] and cut["score"] is None
+        assert "--max-tokens" in stdout

@@ -97,6 +97,8 @@ def test_settings_cannot_be_changed_once_read(base, directory):
         ("KIMI_URL", "https://"),
         ("REDIS_URL", "localhost:6379"),
         ("CHATQ_POOL", "eventlet"),
+        ("CHATQ_METRICS_PORT", "70000"),
+        ("CHATQ_METRICS_PORT", "http"),
     ],
 )
 def test_a_bad_value_raises_a_settings_error_naming_the_variable(base, directory, name, value):
@@ -105,6 +107,12 @@ def test_a_bad_value_raises_a_settings_error_naming_the_variable(base, directory
 
     assert str(caught.value).startswith(f"{name}:")
     assert repr(value) in str(caught.value)
+
+
+def test_the_workers_metrics_endpoint_is_off_unless_a_port_is_given(base, directory):
+    assert load_settings(base, directory=directory).metrics_port is None
+    settings = load_settings({**base, "CHATQ_METRICS_PORT": "9108"}, directory=directory)
+    assert (settings.metrics_port, settings.metrics_address) == (9108, "127.0.0.1")
 
 
 def test_a_backoff_cap_below_its_base_is_refused(base, directory):
@@ -213,3 +221,8 @@ def test_a_key_never_shows_in_the_settings_repr(base, directory):
     assert "hidden-123456" not in repr(settings)
     assert "hidden-123456" not in str(settings.api_keys)
     assert settings.api_keys["openrouter"].reveal() == "fake-openrouter-key-hidden-123456"
+
+
+def test_gevent_is_not_offered_as_a_pool(tmp_path):
+    with pytest.raises(SettingsError, match="CHATQ_POOL"):
+        load_settings({"CHATQ_POOL": "gevent"}, directory=tmp_path)

@@ -7,6 +7,7 @@ import openai
 import pytest
 
 GATEWAY_ENV = {"CHATQ_API_KEYS": "key-one, key-two", "CHATQ_MAX_BODY_BYTES": "4096",
+               "CHATQ_BODY_TIMEOUT": "2",
                "CHATQ_MAX_FILE_BYTES": "20000"}  # fmt: skip
 AUTH = {"Authorization": "Bearer key-two"}
 HELLO = {"model": "mock/echo", "messages": [{"role": "user", "content": "hello"}]}
@@ -17,7 +18,8 @@ def test_every_route_but_healthz_wants_a_key(gw):
         assert http.get("/healthz").status_code == 200
         for method, path in [("POST", "/v1/chat"), ("GET", "/v1/chat/providers"),
                              ("POST", "/v1/chat/completions"), ("GET", "/v1/models"),
-                             ("GET", "/v1/files"), ("GET", "/v1/batches")]:  # fmt: skip
+                             ("GET", "/v1/files"), ("GET", "/v1/batches"),
+                             ("GET", "/metrics")]:  # fmt: skip
             missing = http.request(method, path, json=HELLO)
             wrong = http.request(method, path, json=HELLO, headers={"Authorization": "Bearer no"})
             assert missing.status_code == wrong.status_code == 401, path
@@ -81,3 +83,19 @@ def test_unknown_ids_and_bad_batch_fields(gw):
     assert endpoint.status_code == 400 and endpoint.json()["error"]["param"] == "endpoint"
     assert limit.status_code == 400 and limit.json()["error"]["param"] == "limit"
     assert purpose.status_code == 400 and purpose.json()["error"]["param"] == "purpose"
+
+
+def test_a_body_that_stops_arriving_is_408_and_holds_nothing(gw):
+    import socket
+    import time
+
+    host, port = gw.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(b"POST /v1/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-one\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")  # fmt: skip
+        started = time.monotonic()
+        with gw.client(headers=AUTH) as http:  # others are served meanwhile
+            assert http.post("/v1/chat", json=HELLO).status_code == 200
+        answer = slow.recv(4096)
+    assert b" 408 " in answer.split(b"\r\n")[0] and b"stopped arriving" in answer
+    assert 1.5 < time.monotonic() - started < 5

@@ -8,7 +8,10 @@ import pytest
 
 from chatq.errors import InvalidRequest
 from tasks.batch.output import Result
-from tasks.judge.run import JudgeOptions, JudgeSource, Tally, combine, judge_rows, summary_path
+from tasks.judge.options import JudgeOptions
+from tasks.judge.rows import combine, judge_rows
+from tasks.judge.run import JudgeSource
+from tasks.judge.summary import Tally, summary_path
 from tasks.judge.template import Template
 
 
@@ -38,7 +41,7 @@ def test_each_item_is_judged_twice_with_the_answers_swapped(tmp_path):
     assert first.request.messages[-1].content == "1:cat 2:dog"
     assert second.request.messages[-1].content == "1:dog 2:cat"
     assert first.request.temperature == 0 and first.request.think is False
-    assert first.request.max_tokens == 32
+    assert first.request.max_tokens == 1024  # room for reasoning before the verdict
 
 
 def test_rows_and_summary_count_wins_ties_and_consistency():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.judge.parse import Scale, parse_scale, parse_score, parse_verdict
+from tasks.judge.formats import Scale, parse_scale, parse_score, parse_verdict
 
 TEN = Scale(1, 10)
 

@@ -2,7 +2,10 @@
 
 `mock/echo` echoes the last user message, `mock/json` answers a JSON object, and
 `mock/score` answers a number from 1 to 10 derived from a hash of the input, so that
-batches and judge runs can be tried and benchmarked offline.
+batches and judge runs can be tried and benchmarked offline. When the prompt asks for a
+judge framework's output format (MT-Bench's `[[rating]]` or `[[A]]`/`[[B]]`/`[[C]]`,
+Arena-Hard's `[[A>>B]]` labels, Prometheus' `[RESULT]`), `mock/score` answers a short
+judgment that ends in that format, its verdict drawn from the same hash.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class MockProvider(Provider):
                 ensure_ascii=False,
             )
         elif upstream_model == "score":
-            content = str(int(_digest(request)[:8], 16) % 10 + 1)
+            content = _judgment(request)
         else:
             raise UpstreamError(
                 f"mock has no model {upstream_model!r} (it knows {', '.join(MOCK_MODELS)})",
@@ -63,6 +66,33 @@ class MockProvider(Provider):
             provider=self.name,
             latency_ms=round((time.perf_counter() - started) * 1000.0, 3),
         )
+
+
+def _judgment(request: ChatRequest) -> str:
+    """mock/score's answer: a number, or a judgment in the format the prompt asks for."""
+    pick = int(_digest(request)[:8], 16)
+    prompt = "\n".join(m.content for m in request.messages)
+    if "[[A>>B]]" in prompt:
+        label = ("A>>B", "A>B", "A=B", "B>A", "B>>A")[pick % 5]
+        return (
+            "My own answer names 3 key points. Assistant A covers 2 of them, assistant B "
+            f"covers 2 as well, in a different order.\n\nMy final verdict is: [[{label}]]"
+        )
+    if "[[C]]" in prompt:
+        return (
+            "Both assistants answer the question; one of them explains 1 step more. "
+            f"[[{'ABC'[pick % 3]}]]"
+        )
+    if "[[rating]]" in prompt:
+        return (
+            f"The response covers 3 of the 4 points a complete answer needs and is clear. "
+            f"Rating: [[{pick % 10 + 1}]]"
+        )
+    if "[RESULT]" in prompt:
+        if '"A" or "B"' in prompt:
+            return f"Feedback: Response A meets 2 of the 3 criteria. [RESULT] {'AB'[pick % 2]}"
+        return f"Feedback: The response meets 3 of the rubric's 5 levels. [RESULT] {pick % 5 + 1}"
+    return str(pick % 10 + 1)
 
 
 def _last_user(request: ChatRequest) -> str:

@@ -153,6 +153,8 @@ class ChatResponse(BaseModel):
     provider: str
     latency_ms: float = 0.0
     attempts: int = 1
+    #: Calls retried, by the failed call's error class and status ("RateLimited 429").
+    retries: dict[str, int] = Field(default_factory=dict)
     cached: bool = False
     #: The calls the model asks for instead of (or beside) an answer, in OpenAI's form:
     #: `{"id", "type": "function", "function": {"name", "arguments": <JSON text>}}`.

@@ -1,0 +1,193 @@
+"""Fleet-wide metrics in Prometheus's format, counted in Redis.
+
+Celery workers are separate processes on separate machines, so no process's memory holds
+the fleet's totals. Each counter is a Redis hash (`chatq:metrics:<name>`, one field per
+label set), incremented where a job's outcome is stored, all of a job's increments in
+one pipelined round trip. `FleetCollector` reads the hashes back (and measures the
+gauges: calls in flight from the fleet limiter's leases, queue depths by LLEN), so every
+process that can reach Redis exposes the same numbers: a worker's optional endpoint
+(`CHATQ_METRICS_PORT`), the HTTP gateway, or `chatq metrics`.
+
+Metrics (all prefixed `chatq_`): `jobs_total{provider,outcome}`,
+`upstream_calls_total{provider}`, `errors_total{provider,error,status}`,
+`retries_total{provider,reason}`, `rate_limited_total{provider}`,
+`limiter_wait_seconds_total{provider}`, `tokens_total{provider,direction}`,
+`calls_in_flight{provider}`, `queue_depth{queue}`. No cost metric: chatq holds no
+price data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chatq.errors import ChatqError, RateLimited
+from config import PROVIDERS, spec
+from worker.limits.backends import keys_of
+
+__all__ = [
+    "COUNTERS",
+    "KEY_PREFIX",
+    "FleetCollector",
+    "JobStats",
+    "MetricsRecorder",
+    "exposition",
+    "registry_for",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "chatq:metrics:"
+#: Separates label values in a hash field (no provider, class or queue name holds it).
+_SEP = "|"
+
+
+@dataclass(frozen=True)
+class _Counter:
+    doc: str
+    labels: tuple[str, ...]
+
+
+#: Every counter: its name (without `chatq_` and `_total`), help text and labels.
+COUNTERS = {
+    "jobs": _Counter("Chat jobs ended, by outcome (succeeded, failed).", ("provider", "outcome")),
+    "upstream_calls": _Counter("Calls made to the provider (a job's attempts).", ("provider",)),
+    "errors": _Counter(
+        "Jobs that failed, by error class and upstream status.", ("provider", "error", "status")
+    ),
+    "retries": _Counter(
+        "Upstream calls retried, by the failed call's error class and status.",
+        ("provider", "reason"),
+    ),
+    "rate_limited": _Counter("429 answers from the provider.", ("provider",)),
+    "limiter_wait_seconds": _Counter(
+        "Seconds jobs waited for a turn at the provider (fleet-wide limits).", ("provider",)
+    ),
+    "tokens": _Counter("Tokens of answered jobs, in and out.", ("provider", "direction")),
+}
+
+
+@dataclass
+class JobStats:
+    """What one job did, filled in while it runs and recorded once when it ends."""
+
+    provider: str | None = None
+    calls: int = 0
+    waited: float = 0.0
+    rate_limited: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+
+    def note_retry(self, error: ChatqError) -> None:
+        """A call failed with `error` and will be retried."""
+        self.retries[error.label] += 1
+        self.rate_limited += isinstance(error, RateLimited)
+
+
+class MetricsRecorder:
+    """Adds one job's numbers to the fleet's counters (one pipelined round trip)."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def job_ended(
+        self, stats: JobStats, *, response: dict | None = None, error: ChatqError | None = None
+    ) -> None:
+        """Count a job that ended with `response` (a ChatResponse dict) or `error`.
+
+        Raises:
+            redis.RedisError: the counters could not be written (callers log and go on).
+        """
+        provider = stats.provider or "unknown"
+        adds: list[tuple[str, tuple[str, ...], float]] = [
+            ("jobs", (provider, "failed" if error is not None else "succeeded"), 1),
+            ("upstream_calls", (provider,), stats.calls),
+            ("rate_limited", (provider,), stats.rate_limited + isinstance(error, RateLimited)),
+            ("limiter_wait_seconds", (provider,), round(stats.waited, 6)),
+        ]
+        adds += [("retries", (provider, reason), n) for reason, n in stats.retries.items()]
+        if error is not None:
+            adds.append(("errors", (provider, type(error).__name__, str(error.status or "")), 1))
+        if response is not None:
+            adds.append(("tokens", (provider, "in"), int(response.get("input_tokens") or 0)))
+            adds.append(("tokens", (provider, "out"), int(response.get("output_tokens") or 0)))
+        pipe = self.client.pipeline(transaction=False)
+        for name, labels, amount in adds:
+            if not amount:
+                continue
+            if isinstance(amount, float):
+                pipe.hincrbyfloat(KEY_PREFIX + name, _SEP.join(labels), amount)
+            else:
+                pipe.hincrby(KEY_PREFIX + name, _SEP.join(labels), int(amount))
+        pipe.execute()
+
+
+class FleetCollector(Collector):
+    """Reads the fleet's counters from Redis and measures its gauges at each scrape.
+
+    Args:
+        client: a client of the queue's Redis.
+        queues: the queues whose depth is shown.
+        providers: the providers whose calls in flight are shown (their fleet limiter's
+            unexpired leases; a provider with no limits, the mock, holds none).
+    """
+
+    def __init__(self, client: redis.Redis, *, queues: Sequence[str], providers=PROVIDERS):
+        self.client = client
+        self.queues = list(queues)
+        self.providers = [p for p in providers if not spec(p).offline]
+
+    def collect(self) -> Iterator[Metric]:
+        pipe = self.client.pipeline(transaction=False)
+        for name in COUNTERS:
+            pipe.hgetall(KEY_PREFIX + name)
+        for queue in self.queues:
+            pipe.llen(queue)
+        pipe.time()
+        *answers, (sec, usec) = pipe.execute()
+        counters, depths = answers[: len(COUNTERS)], answers[len(COUNTERS) :]
+        for (name, counter), values in zip(COUNTERS.items(), counters, strict=True):
+            family = CounterMetricFamily(f"chatq_{name}", counter.doc, labels=counter.labels)
+            for labels, value in sorted(_decoded(values)):
+                family.add_metric(labels.split(_SEP), value)
+            yield family
+        depth = GaugeMetricFamily("chatq_queue_depth", "Messages waiting.", labels=("queue",))
+        for queue, length in zip(self.queues, depths, strict=True):
+            depth.add_metric([queue], int(length))
+        yield depth
+        yield self._in_flight(float(sec) + float(usec) / 1e6)
+
+    def _in_flight(self, now: float) -> Metric:
+        pipe = self.client.pipeline(transaction=False)
+        for provider in self.providers:
+            pipe.zcount(keys_of(provider)[1], f"({now!r}", "+inf")
+        family = GaugeMetricFamily(
+            "chatq_calls_in_flight", "Calls to the provider under way now.", labels=("provider",)
+        )
+        for provider, count in zip(self.providers, pipe.execute(), strict=True):
+            family.add_metric([provider], int(count))
+        return family
+
+
+def _decoded(values: dict) -> Iterable[tuple[str, float]]:
+    for key, value in values.items():
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        yield key, float(value)
+
+
+def registry_for(client: redis.Redis, *, queues: Sequence[str]) -> CollectorRegistry:
+    """A registry holding only the fleet's metrics, for an HTTP endpoint to serve."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(client, queues=queues))
+    return registry
+
+
+def exposition(client: redis.Redis, *, queues: Sequence[str]) -> str:
+    """The fleet's metrics in Prometheus's text format."""
+    return generate_latest(registry_for(client, queues=queues)).decode()
