@@ -15,6 +15,7 @@ import redis
 from tasks.batch.store import BatchStore
 from tasks.recovery.messages import job_ids
 from tests.cli.test_chat import chatq
+from tests.fake_upstream import Answer
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +104,32 @@ def test_a_message_lost_between_the_queue_and_the_worker_is_sent_again(
     answers = _answers(upstream)
     assert sorted(answers.values()) == [1] * 8
     assert len(job_ids(lost)) == 4
+
+
+def test_upstream_stalls_cost_the_idle_timeout_not_the_read_timeout(
+    env, upstream, start_worker, tmp_path
+):
+    env.update(QUICK, CHATQ_CONCURRENCY="4", CHATQ_IDLE_TIMEOUT="1", CHATQ_TIMEOUT="180")
+    # Among the first calls: two that stop mid-answer for a minute, one that says
+    # nothing for a minute, and one long answer that keeps coming for 3 s.
+    upstream.push(Answer.stall(60), Answer.slow(60), Answer.trickle(3, pieces=12),
+                  Answer.stall(60, after=2))  # fmt: skip
+    start_worker(env)
+    began = time.monotonic()
+    batch_id = _submit(env, _batch_file(tmp_path / "in.jsonl", 30))
+    store = BatchStore(redis.Redis.from_url(env["REDIS_URL"]), ttl=3600)
+    _wait_done(store, batch_id, timeout=60)
+    took = time.monotonic() - began
+
+    status = json.loads(chatq("batch", "status", batch_id, "--json", env=env).stdout)
+    assert (status["state"], status["succeeded"], status["lines"]) == ("done", 30, 30)
+    answered = [r.answer for r in upstream.received]
+    figures(
+        fault="upstream stalls: two mid-answer, one silent, for 60 s each",
+        lines=30,
+        calls=len(answered),
+        retried_calls=len(answered) - 30,
+        seconds=round(took, 1),
+    )
+    assert took < 20  # each stall cost about 1 s (CHATQ_IDLE_TIMEOUT), not 60 or 180
+    assert answered.count("trickle") == 1  # the long answer was not cut and asked again
