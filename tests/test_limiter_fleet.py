@@ -135,6 +135,7 @@ def test_chatq_limits_shows_the_configured_and_the_learned_state(
         "learned_rpm": 2700.0,
         "in_flight": 0,
         "recent_429s": 1,
+        "paused_because": None,  # a 429's pause; a spent quota would say why
     }
     assert 29 < paused <= 30
     assert (rows["ollama"]["concurrency"], rows["ollama"]["learned_rpm"]) == (1, None)
