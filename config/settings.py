@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from chatq.errors import SettingsError
+from config.prices import PriceTable, load_prices
 from config.providers import KEYED_PROVIDERS, PROVIDERS, TABLE, spec
 from config.sources import Source, read_dotenv
 
@@ -101,6 +102,8 @@ class Settings:
     sweep_interval: float = 5.0
     lost_after: float = 15.0
     redis_timeout: float = 10.0
+    #: What calls cost (CHATQ_PRICES); empty: costs are unknown unless reported.
+    prices: PriceTable = field(default_factory=PriceTable)
     #: The keys HTTP clients must present to `chatq serve` (empty: no key asked).
     gateway_keys: tuple[Secret, ...] = ()
     max_body_bytes: int = 1 << 20
@@ -201,6 +204,9 @@ def load_settings(
         sweep_interval=_get(src, "CHATQ_SWEEP_INTERVAL", _positive(float), 5.0),
         lost_after=_get(src, "CHATQ_LOST_AFTER", _positive(float), 15.0),
         redis_timeout=_get(src, "CHATQ_REDIS_TIMEOUT", _positive(float), 10.0),
+        prices=load_prices(Path(prices).expanduser())
+        if (prices := src.get("CHATQ_PRICES"))
+        else PriceTable(),
         gateway_keys=tuple(
             Secret(k.strip()) for k in (src.get("CHATQ_API_KEYS") or "").split(",") if k.strip()
         ),

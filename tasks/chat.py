@@ -294,6 +294,11 @@ def _answer(
     )
     usage = {k: getattr(response, k) + spent[k] for k in spent}
     update = {"attempts": attempts, "retries": dict(stats.retries), **usage}
+    if response.cost is None or any(spent.values()):
+        # Not reported by the provider, or re-asks paid before this answer: every token
+        # the job paid for, priced by CHATQ_PRICES (unknown when it has no price).
+        prices = current_settings().prices
+        update["cost"] = prices.cost(request.model, usage["input_tokens"], usage["output_tokens"])
     return response.model_copy(update=update).model_dump(mode="json")
 
 

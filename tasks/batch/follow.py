@@ -166,6 +166,11 @@ class Follower:
             snap.succeeded += 1
             snap.input_tokens += int(response.get("input_tokens") or 0)
             snap.output_tokens += int(response.get("output_tokens") or 0)
+            cost = response.get("cost")
+            if cost is None:
+                snap.unpriced += 1
+            elif not response.get("cached"):  # a cached answer was paid for once, before
+                snap.cost += float(cost)
             snap.retried += int((response.get("attempts") or 1) > 1)
             snap.cached += int(bool(response.get("cached")))
             return

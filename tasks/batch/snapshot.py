@@ -20,6 +20,9 @@ class Snapshot:
     cached: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    #: US dollars of the answered lines that have a cost, and how many have none.
+    cost: float = 0.0
+    unpriced: int = 0
     rate: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     #: When the latest result seen was stored (epoch seconds), if any.

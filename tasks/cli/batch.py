@@ -26,7 +26,7 @@ from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runti
 from tasks.batch.snapshot import Snapshot
 from tasks.batch.store import BatchRecord
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
-from tasks.cli.progress import Progress, format_duration
+from tasks.cli.progress import Progress, cost_text, format_duration
 
 __all__ = ["add_parser", "print_summary"]
 
@@ -148,6 +148,7 @@ def print_summary(snap: Snapshot, *, written: int, output: Path, seconds: float)
     print(f"succeeded  {snap.succeeded:,}" + (f" ({snap.cached:,} cached)" if snap.cached else ""))
     print(f"failed     {snap.failed + snap.cancelled:,}" + (f" ({errors})" if errors else ""))
     print(f"tokens     {snap.input_tokens:,} in, {snap.output_tokens:,} out")
+    print(f"cost       {cost_text(snap)}")
     print(f"wall time  {format_duration(seconds)}")
 
 
@@ -186,6 +187,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         "pending": snap.pending - snap.running, "errors": snap.errors,
         "input_tokens": snap.input_tokens, "output_tokens": snap.output_tokens,
         "cached": snap.cached, "retried": snap.retried, "created": record.created,
+        "cost": round(snap.cost, 8), "unpriced": snap.unpriced,
         "elapsed": round(elapsed, 1), "eta": snap.eta if live or not snap.pending else None,
     }  # fmt: skip
     if args.json:
@@ -201,6 +203,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         print("errors   " + errors_text(snap.errors))
     print(f"tokens   {snap.input_tokens:,} in · {snap.output_tokens:,} out · "
           f"cached {snap.cached:,} · retried {snap.retried:,}")  # fmt: skip
+    print(f"cost     {cost_text(snap)}")
     eta = format_duration(info["eta"]) if info["eta"] is not None else "unknown (not followed)"
     print(f"time     created {created} · elapsed {format_duration(elapsed)} · ETA {eta}")
     return EXIT_OK

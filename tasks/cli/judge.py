@@ -22,7 +22,7 @@ from config import Settings
 from tasks.batch.output import write_rows
 from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runtime_batches
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
-from tasks.cli.progress import Progress, format_duration
+from tasks.cli.progress import Progress, cost_text, format_duration
 from tasks.judge.formats import PARSERS, SCORED, parse_grades, parse_scale
 from tasks.judge.options import DEFAULT_MAX_TOKENS, MODES
 from tasks.judge.presets import NAMES, resolve
@@ -119,7 +119,7 @@ def _judge(args: argparse.Namespace, settings: Settings) -> int:
             print(f"chatq: judge {batch_id}: {report.lines:,} requests, {report.enqueued:,} "
                   f"queued, {report.already_done:,} already done, {report.cached:,} cached",
                   file=sys.stderr)  # fmt: skip
-            follow(batches, batch_id, source, progress=Progress(batch_id))
+            snap = follow(batches, batch_id, source, progress=Progress(batch_id))
         except KeyboardInterrupt:
             return fail(f"interrupted; judge run {batch_id} keeps its results: run the same "
                         "command again to resume", 130)  # fmt: skip
@@ -133,6 +133,8 @@ def _judge(args: argparse.Namespace, settings: Settings) -> int:
 
         write_rows(rows(), args.output)
     summary = {**tally.summary(), "batch_id": batch_id,
+               "cost": round(snap.cost, 8), "unpriced": snap.unpriced,
+               "cost_text": cost_text(snap),
                "wall_seconds": round(time.monotonic() - started, 3)}  # fmt: skip
     summary_path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
     if args.json:
@@ -156,6 +158,7 @@ def print_judge_summary(s: dict[str, Any], *, output: Path) -> None:
         _print_scores(s)
     else:
         _print_pairwise(s)
+    print(f"cost         {s['cost_text']}")
     print(f"wall time    {format_duration(s['wall_seconds'])}")
 
 

@@ -12,7 +12,7 @@ from typing import TextIO
 
 from tasks.batch.snapshot import Snapshot
 
-__all__ = ["Progress", "format_duration"]
+__all__ = ["Progress", "cost_text", "format_duration"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -92,3 +92,14 @@ class Progress:
         parts.append(f"{snap.rate:,.1f}/s")
         parts.append(f"ETA {format_duration(snap.eta)}")
         return " · ".join(parts)
+
+
+def cost_text(snap: Snapshot) -> str:
+    """`$0.0421` (and how many answers had no price), or `unknown`."""
+    answered = snap.succeeded - snap.cached
+    if answered > 0 and snap.unpriced >= answered:
+        return "unknown (no price for these models: see CHATQ_PRICES)"
+    text = f"${snap.cost:,.4f}"
+    if snap.unpriced:
+        text += f" ({snap.unpriced:,} answer(s) with no price: see CHATQ_PRICES)"
+    return text

@@ -72,6 +72,7 @@ class OpenAICompatProvider(HttpProvider):
             "input_tokens": int(usage.get("prompt_tokens") or 0),
             "output_tokens": int(usage.get("completion_tokens") or 0),
             "finish_reason": choice.get("finish_reason"),
+            **_reported_cost(usage),
         }
 
     def assemble(self, lines: Iterator[str]) -> dict[str, Any]:
@@ -152,3 +153,11 @@ def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> 
     function = piece.get("function") or {}
     call["function"]["name"] += function.get("name") or ""
     call["function"]["arguments"] += function.get("arguments") or ""
+
+
+def _reported_cost(usage: dict[str, Any]) -> dict[str, float]:
+    """The cost the provider reported with its usage (OpenRouter's `usage.cost`), if any."""
+    cost = usage.get("cost")
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
+        return {"cost": float(cost)}
+    return {}

@@ -163,6 +163,9 @@ class ChatResponse(BaseModel):
     parsed: Any = None
     #: What a person should know about how the answer was got (a fallback taken, ...).
     notes: list[str] = Field(default_factory=list)
+    #: US dollars, as the provider reported it or as CHATQ_PRICES computes it (None:
+    #: unknown).
+    cost: float | None = None
 
 
 def describe(exc: ValidationError) -> str:
