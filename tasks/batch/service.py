@@ -14,23 +14,22 @@ its id and skips an id that already succeeded).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from chatq.errors import InvalidRequest
 from tasks.batch.cache import ResponseCache, cache_key
 from tasks.batch.claims import stale
+from tasks.batch.estimate import Budget
 from tasks.batch.follow import Follower
-from tasks.batch.input import Line, file_digest, read_lines
+from tasks.batch.input import Line
 from tasks.batch.output import PENDING_ERROR, Result
 from tasks.batch.snapshot import Snapshot
+from tasks.batch.source import FileSource, Source, SubmitReport, default_batch_id, task_id
 from tasks.batch.store import (
     CANCELLED,
     CANCELLED_ERROR,
@@ -54,67 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_NAMESPACE = uuid.UUID("5b0f1c1e-6a43-4c1e-9d0a-8c2f4e7b1a90")
-
-
-def task_id(batch_id: str, custom_id: str, epoch: int = 0) -> str:
-    """The job id of one line: the same for the same batch, custom_id and epoch."""
-    name = f"{batch_id}\x1f{custom_id}" if epoch == 0 else f"{batch_id}\x1f{epoch}\x1f{custom_id}"
-    return str(uuid.uuid5(_NAMESPACE, name))
-
-
-def default_batch_id(prefix: str, *parts: str) -> str:
-    """`<prefix>-<16 hex>` from the parts (the file digest, the model, ...)."""
-    digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
-    return f"{prefix}-{digest[:16]}"
-
-
-class Source(Protocol):
-    """Where a batch's lines come from; re-readable, so lost lines can be queued again."""
-
-    kind: str
-    path: str
-    model: str
-
-    def digest(self) -> str: ...
-
-    def lines(self) -> Iterator[Line]: ...
-
-
-class FileSource:
-    """The lines of a JSONL batch file (see tasks.batch.input)."""
-
-    kind = "batch"
-
-    def __init__(self, path: Path, *, model: str | None = None, prepare=None):
-        self.path = str(Path(path).resolve())
-        self.model = model or ""
-        self._prepare = prepare
-        self._digest: str | None = None
-
-    def digest(self) -> str:
-        if self._digest is None:
-            self._digest = file_digest(Path(self.path))
-        return self._digest
-
-    def lines(self) -> Iterator[Line]:
-        return read_lines(Path(self.path), model=self.model or None, prepare=self._prepare)
-
-
-@dataclass
-class SubmitReport:
-    """What one submit did."""
-
-    batch_id: str
-    lines: int = 0
-    invalid: int = 0
-    enqueued: int = 0
-    already_done: int = 0
-    already_queued: int = 0
-    cached: int = 0
-    seconds: float = 0.0
-    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Batches:
@@ -166,11 +104,15 @@ class Batches:
         use_cache: bool = False,
         requeue: bool = False,
         options: dict[str, Any] | None = None,
+        max_cost: float | None = None,
     ) -> SubmitReport:
         """Index the source's lines under `batch_id` and queue those with no result yet.
 
         Args:
             retry_failed: queue lines whose job failed, too.
+            max_cost: dollars the batch may cost at most (see tasks.batch.estimate's
+                Budget): lines past it are not queued and end `BudgetExceeded`, until
+                a submit with a higher limit queues them.
             use_cache: answer a temperature-0 line from an identical earlier request.
             requeue: queue again lines already queued and still unanswered (their
                 messages may be lost: the Redis restarted after a crash).
@@ -199,6 +141,9 @@ class Batches:
             options={**(record.options if record else {}), **(options or {})},
             finished=None,
         )
+        budget = (
+            None if max_cost is None else Budget(max_cost, self.producer.runtime.settings.prices)
+        )
         report = SubmitReport(batch_id)
         self.store.begin_index(batch_id)
         position = 0
@@ -206,7 +151,7 @@ class Batches:
             lines = self._unique(batch_id, chunk)
             self._submit_chunk(batch_id, lines, position, epoch, report,
                                retry_failed=retry_failed, use_cache=use_cache,
-                               requeue=requeue)  # fmt: skip
+                               requeue=requeue, budget=budget)  # fmt: skip
             position += len(lines)
         self.store.end_index(batch_id)
         report.lines = position
@@ -228,7 +173,7 @@ class Batches:
         ]
 
     def _submit_chunk(self, batch_id, lines, position, epoch, report, *, retry_failed,
-                      use_cache, requeue) -> None:  # fmt: skip
+                      use_cache, requeue, budget=None) -> None:  # fmt: skip
         entries: list[dict[str, Any]] = []
         todo: list[tuple[int, Line, str, str | None]] = []  # (position, line, tid, key)
         good = [(i, line) for i, line in enumerate(lines) if line.error is None]
@@ -259,6 +204,8 @@ class Batches:
             if key:
                 entry["k"] = key
             if outcome.state == SUCCEEDED or (outcome.state == FAILED and not retry_failed):
+                if budget is not None and outcome.state == SUCCEEDED:
+                    budget.spend(outcome.response)
                 report.already_done += 1
                 ended.append(position + i)
                 continue
@@ -277,7 +224,11 @@ class Batches:
             queued = self.store.queued(batch_id, [t[0] for t in todo])
             queued = [q and t[0] not in retry for t, q in zip(todo, queued, strict=True)]
             report.already_queued += sum(queued)
+            for t in (t for t, q in zip(todo, queued, strict=True) if q and budget):
+                budget.reserve(t[1].request)
             todo = [t for t, q in zip(todo, queued, strict=True) if not q]
+        if todo and budget is not None:
+            todo = self._within_budget(batch_id, todo, entries, position, budget, report)
         if todo:
             self._reap_stale_claims([t[2] for t in todo])
             self.producer.publish([t[1].request for t in todo], [t[2] for t in todo],
@@ -285,6 +236,23 @@ class Batches:
             self.store.mark_queued(batch_id, [t[0] for t in todo])
             report.enqueued += len(todo)
         self.store.append(batch_id, entries)
+
+    def _within_budget(self, batch_id, todo, entries, position, budget, report) -> list:
+        """The lines `budget` admits; the others end BudgetExceeded (until resubmitted)."""
+        admitted, held = [], []
+        for item in todo:
+            error = budget.admit(item[1].request)
+            if error is None:
+                admitted.append(item)
+                continue
+            entry = entries[item[0] - position]
+            entry.pop("t", None)
+            entry.pop("k", None)
+            entry["e"] = {**error, "line": item[1].number}
+            held.append(item[0])
+        self.store.mark_done(batch_id, held)
+        report.held += len(held)
+        return admitted
 
     def _answer_from_cache(self, todo: list, report: SubmitReport) -> list:
         keyed = [t for t in todo if t[3]]

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
+from config.prices import DEFAULT_OUTPUT_BOUND
 from tasks.batch.cancel import cancel_batch
+from tasks.batch.estimate import estimate_lines
 from tasks.batch.output import FORMATS, write_results
 from tasks.batch.service import Batches, FileSource, SubmitReport, default_batch_id
 from tasks.batch.session import follow, owns_fresh_redis, restore_answers, runtime_batches
@@ -27,6 +29,7 @@ from tasks.batch.snapshot import Snapshot
 from tasks.batch.store import BatchRecord
 from tasks.cli.common import EXIT_INVALID, EXIT_OK, EXIT_UPSTREAM, command, fail
 from tasks.cli.progress import Progress, cost_text, format_duration
+from worker.chat.types import ChatRequest
 
 __all__ = ["add_parser", "print_summary"]
 
@@ -57,6 +60,14 @@ def add_parser(sub: Any) -> None:
         )
         p.add_argument("--strict", action="store_true",
                        help="refuse the whole file if any line is bad")  # fmt: skip
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            dest="dry_run",
+            help="read the file and estimate its tokens and cost; queue nothing",
+        )
+        p.add_argument("--max-cost", type=_dollars, dest="max_cost", metavar="DOLLARS",
+                       help="queue no line that could take the batch's cost past this")  # fmt: skip
 
     def output(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", type=Path, required=True, help="output JSONL")
@@ -87,9 +98,51 @@ def _batch(args: argparse.Namespace, settings: Settings) -> int:
     return _SUB[args.batch_command](args, settings)
 
 
+def _dollars(raw: str) -> float:
+    try:
+        value = float(raw.lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount of dollars: {raw!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {raw!r}")
+    return value
+
+
+def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
+    """What the file would cost: read and checked as a submit would, nothing queued (no
+    Redis, no worker)."""
+    from worker.chat.builder import build_registry
+
+    registry = build_registry(settings)
+
+    def prepare(request: ChatRequest) -> ChatRequest:
+        registry.prepare(request)
+        return request
+
+    source = FileSource(args.input, model=args.model, prepare=prepare)
+    est = estimate_lines(source.lines(), settings.prices)
+    good = est.lines - est.bad
+    print(f"lines      {est.lines:,} ({est.bad:,} bad: they would not be queued)")
+    print(f"tokens     about {est.input_tokens:,} in · at most {est.output_bound:,} out "
+          f"(max_tokens, or {DEFAULT_OUTPUT_BOUND:,} for a line without it)")  # fmt: skip
+    priced = good - sum(est.unpriced.values())
+    if priced:
+        print(f"cost       ${est.low:,.4f} to ${est.high:,.4f} for the {priced:,} priced "
+              "line(s) (empty answers to answers of max_tokens)")  # fmt: skip
+    for model, count in est.unpriced.most_common():
+        print(f"no price   {model}: {count:,} line(s) (add it to CHATQ_PRICES)")
+    if args.max_cost is not None and est.high > args.max_cost:
+        print(f"max cost   ${args.max_cost:g} may stop the batch short: lines past it are "
+              "not queued (run again with a higher --max-cost to queue them)")  # fmt: skip
+    print("nothing was queued (--dry-run)")
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.input.is_file():
         return fail(f"no such file: {args.input}", EXIT_INVALID)
+    if args.dry_run:
+        return _dry_run(args, settings)
     started = time.monotonic()
     with runtime_batches(settings, workers=True) as batches:
         source = FileSource(args.input, model=args.model, prepare=batches.producer.prepare)
@@ -104,7 +157,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             report = batches.submit(
                 batch_id, source, retry_failed=args.retry_failed, use_cache=args.cache,
-                requeue=owns_fresh_redis(batches),
+                requeue=owns_fresh_redis(batches), max_cost=args.max_cost,
             )  # fmt: skip
             _say_submitted(report)
             snap = follow(batches, batch_id, source, progress=Progress(batch_id))
@@ -130,7 +183,8 @@ def _say_submitted(report: SubmitReport) -> None:
         f"chatq: batch {report.batch_id}: {report.lines:,} lines, {report.enqueued:,} queued "
         f"({report.enqueued / report.seconds if report.seconds else 0:,.0f}/s), "
         f"{report.already_done:,} already done, {report.already_queued:,} already queued, "
-        f"{report.cached:,} cached, {report.invalid:,} bad",
+        f"{report.cached:,} cached, {report.invalid:,} bad"
+        + (f", {report.held:,} held back by --max-cost" if report.held else ""),
         file=sys.stderr,
     )
 
@@ -155,6 +209,8 @@ def print_summary(snap: Snapshot, *, written: int, output: Path, seconds: float)
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if not args.input.is_file():
         return fail(f"no such file: {args.input}", EXIT_INVALID)
+    if args.dry_run:
+        return _dry_run(args, settings)
     with runtime_batches(settings, workers=False) as batches:
         source = FileSource(args.input, model=args.model, prepare=batches.producer.prepare)
         batch_id = args.batch_id or default_batch_id("batch", source.digest(), args.model or "")
@@ -162,7 +218,7 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
         if refused is not None:
             return refused
         report = batches.submit(batch_id, source, retry_failed=args.retry_failed,
-                                use_cache=args.cache)  # fmt: skip
+                                use_cache=args.cache, max_cost=args.max_cost)  # fmt: skip
         _say_submitted(report)
         if batches.producer.runtime.is_embedded:
             print("chatq: REDIS_URL is not set: on the embedded Redis jobs run only while a "

@@ -7,7 +7,7 @@ limiter.py   a worker's side: wait for capacity, make the call, report the outco
 """
 
 from worker.limits.backends import LimitBackend, MemoryBackend, RedisBackend
-from worker.limits.limiter import Limiter, estimate_request_tokens
+from worker.limits.limiter import Limiter, estimate_prompt_tokens, estimate_request_tokens
 from worker.limits.maths import Limits, Tuning
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "MemoryBackend",
     "RedisBackend",
     "Tuning",
+    "estimate_prompt_tokens",
     "estimate_request_tokens",
 ]

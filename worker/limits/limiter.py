@@ -30,7 +30,7 @@ from worker.limits import maths
 from worker.limits.backends import LimitBackend
 from worker.limits.maths import Limits
 
-__all__ = ["Limiter", "Permit", "estimate_request_tokens"]
+__all__ = ["Limiter", "Permit", "estimate_prompt_tokens", "estimate_request_tokens"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,12 +41,17 @@ T = TypeVar("T")
 _LEASE_SLACK = 2.0
 
 
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """A request's messages in tokens, estimated: about four characters a token, plus a
+    few per message."""
+    return sum(estimate_tokens(m.text) + 4 for m in request.messages)
+
+
 def estimate_request_tokens(request: ChatRequest) -> int:
     """A request's size charged to a TPM budget before its answer's usage is known:
-    its messages (about four characters a token, plus a few per message) and the
-    answer it allows (`max_tokens`, when set). The answer's real usage corrects it."""
-    prompt = sum(estimate_tokens(m.text) + 4 for m in request.messages)
-    return prompt + (request.max_tokens or 0)
+    its messages and the answer it allows (`max_tokens`, when set). The answer's real
+    usage corrects it."""
+    return estimate_prompt_tokens(request) + (request.max_tokens or 0)
 
 
 @dataclass(frozen=True)
