@@ -20,7 +20,8 @@ from chatq.errors import (
     UpstreamUnavailable,
 )
 from tests.fake_upstream import Answer
-from worker.chat.transport import Timeout, error_for_status
+from worker.chat.transport import Timeout
+from worker.chat.upstream_errors import error_for_status
 
 
 def _closed_port() -> int:

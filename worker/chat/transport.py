@@ -1,5 +1,5 @@
 """The HTTP boundary: one pooled session per provider, and the one place where
-`requests` errors and upstream error statuses become chatq errors.
+`requests` errors and upstream error statuses (by `upstream_errors`) become chatq errors.
 """
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import http.cookiejar
 import json
-import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,33 +18,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from chatq.errors import (
-    AuthenticationFailed,
-    BadRequest,
     MalformedResponse,
-    ModelNotFound,
-    QuotaExhausted,
-    RateLimited,
-    UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from chatq.redaction import redact
-from worker.chat.retry_after import parse_retry_after
+from worker.chat.upstream_errors import error_for_status
 
-__all__ = ["Timeout", "Transport", "error_for_status"]
-
-_HINTS = {
-    400: "the provider refused the request as sent",
-    402: "the account has no credit left; top it up",
-    401: "check the provider's API key",
-    403: "the API key is not allowed to use this model",
-    404: "check the model name",
-    413: "the request is too large for this provider",
-    422: "the provider refused the request as sent",
-    429: "the provider is rate limiting us",
-    503: "unavailable or busy",
-    504: "timed out upstream",
-}
+__all__ = ["Timeout", "Transport"]
 
 
 @dataclass(frozen=True)
@@ -258,110 +237,6 @@ def _lines(resp: requests.Response, until: float | None, provider: str) -> Itera
             yield line.rstrip(b"\r").decode("utf-8", errors="replace")
     if pending.strip():
         yield pending.decode("utf-8", errors="replace")
-
-
-def error_for_status(
-    provider: str, status: int, headers: Mapping[str, str], body: str
-) -> UpstreamError:
-    """The chatq error for an upstream answer with a non-2xx `status`: its class names
-    what a user can do about it (see chatq/errors.py), its message ends with the
-    upstream's own reason when the body gives one.
-
-    Beyond the status, the body decides two cases, as the providers send them:
-    a spent quota (OpenAI's `insufficient_quota` and kin in `error.type`/`error.code`,
-    Ollama Cloud's "hourly/session/weekly usage limit" 429s) is QuotaExhausted, never a
-    rate limit; Ollama's 503 "server busy ... maximum pending requests exceeded" (its
-    queue is full) is RateLimited, so that the fleet paces its calls.
-    """
-    should = {"true": True, "false": False}.get(
-        str({k.lower(): v for k, v in headers.items()}.get("x-should-retry", "")).lower()
-    )
-    error = _error_of(body)
-    reason = _upstream_reason(error)
-    facts = {"provider": provider, "status": status, "excerpt": body, "should_retry": should}
-    if status in (402, 429) and _quota_spent(error):
-        hint = "the account's quota or usage limit is spent; waiting will not help"
-        return QuotaExhausted(_message(provider, status, hint, reason), facts)
-    busy = status == 503 and isinstance(error, str) and _QUEUE_FULL in error.lower()
-    if status == 429 or busy:
-        retry_after = parse_retry_after(headers)
-        hint = _HINTS[429] if status == 429 else "the server is busy: calls are paced"
-        message = _message(provider, status, hint, reason)
-        if retry_after is not None:
-            message += f" (asked to wait {retry_after:g}s)"
-        return RateLimited(message, facts, retry_after=retry_after)
-    hint = _HINTS.get(status) or ("the provider failed" if status >= 500 else "")
-    kind = _BY_STATUS.get(status)
-    if kind is None:
-        kind = UpstreamUnavailable if status >= 500 else UpstreamError
-    return kind(_message(provider, status, hint, reason), facts)
-
-
-#: OpenAI-style `error.type`/`error.code` values saying the money or quota is spent
-#: (OpenAI's, and Moonshot's for Kimi), as opposed to a rate limit that passes.
-_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached",
-                          "billing_not_active", "exceeded_current_quota_error"})  # fmt: skip
-#: Ollama Cloud's usage-limit 429s say so only in their text ("you've reached your
-#: hourly usage limit, please wait or upgrade to continue").
-_USAGE_LIMIT = re.compile(r"\b(hourly|session|daily|weekly|monthly) usage limit\b", re.I)
-
-
-#: Ollama's 503 when its queue of pending requests (OLLAMA_MAX_QUEUE) is full.
-_QUEUE_FULL = "maximum pending requests exceeded"
-
-
-def _error_of(body: str) -> Any:
-    """The body's `error` member (an object or a string), if the body is JSON with one."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data.get("error") if isinstance(data, dict) else None
-
-
-def _quota_spent(error: Any) -> bool:
-    if isinstance(error, dict):
-        return bool({error.get("type"), error.get("code")} & _QUOTA_CODES) or (
-            error.get("code") == 402
-        )
-    return isinstance(error, str) and bool(_USAGE_LIMIT.search(error))
-
-
-def _upstream_reason(error: Any) -> str | None:
-    """The upstream's own words: Ollama's error text, an OpenAI-style `error.message`,
-    and OpenRouter's `metadata` (the provider behind it and its raw reason). Redacted
-    before it is cut short, so that a cut never keeps part of a key."""
-    if isinstance(error, dict):
-        text = str(error.get("message") or "")
-        meta = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
-        raw = meta.get("raw")
-        if raw:
-            who = meta.get("provider_name")
-            text += f" ({who}: {raw})" if who else f" ({raw})"
-    else:
-        text = error if isinstance(error, str) else ""
-    text = " ".join(redact(text).split())
-    return (text[:197] + "...") if len(text) > 200 else (text or None)
-
-
-def _message(provider: str, status: int, hint: str, reason: str | None) -> str:
-    message = f"{provider} answered {status}" + (f": {hint}" if hint else "")
-    return message + (f" (upstream: {reason})" if reason else "")
-
-
-_BY_STATUS: dict[int, type[UpstreamError]] = {
-    400: BadRequest,
-    401: AuthenticationFailed,
-    402: QuotaExhausted,
-    403: AuthenticationFailed,
-    404: ModelNotFound,
-    408: UpstreamTimeout,
-    422: BadRequest,
-    # "Client closed request" (Ollama's and nginx's): the call was cut before its
-    # answer, as by a timeout.
-    499: UpstreamTimeout,
-    504: UpstreamTimeout,
-}
 
 
 def _reason(exc: BaseException) -> str:
