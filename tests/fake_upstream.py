@@ -65,6 +65,25 @@ class Answer:
         return cls(content="", tool_calls=tuple(calls))
 
     @classmethod
+    def error_in_200(cls, error: dict, *, streamed: bool = False, after: str = "",
+                     finish_error: bool = False) -> Answer:  # fmt: skip
+        """An error object inside a 200, as OpenRouter sends one once a model was asked:
+        the whole JSON body, or (`streamed`) a server-sent event after `after` was
+        streamed as content; `finish_error` puts it beside a choice whose finish_reason
+        is "error", as OpenRouter ends a stream that failed mid-answer."""
+        if not streamed:
+            return cls(kind="json", body={"error": error})
+        base = {"id": "gen-1", "object": "chat.completion.chunk", "model": "fake"}
+        delta = {"role": "assistant", "content": after}
+        chunks = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}]
+        failed = {**base, "error": error}
+        if finish_error:
+            failed["choices"] = [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]
+        events = [": OPENROUTER PROCESSING", *(f"data: {json.dumps(c)}" for c in chunks),
+                  f"data: {json.dumps(failed)}", "data: [DONE]"]  # fmt: skip
+        return cls(kind="raw_stream", body="\n\n".join(events) + "\n\n")
+
+    @classmethod
     def slow(cls, seconds: float, content: str | None = None) -> Answer:
         """A proper answer after `seconds` (not a byte before then)."""
         return cls(delay=seconds, content=content)
@@ -97,6 +116,24 @@ REAL_ERRORS: dict[str, Answer] = {
     "openrouter_upstream_400": Answer.error(400, {"error": {
         "code": 400, "message": "Provider returned error",
         "metadata": {"provider_name": "Fireworks", "raw": "prompt is too long"}}}),
+    # OpenRouter: an error once the model was asked comes in a 200, its code the status
+    # it stands for: as the whole body, as an event mid-stream, or beside a choice that
+    # finishes with "error" (a string code: the provider broke off).
+    "openrouter_502_in_200": Answer.error_in_200({
+        "code": 502, "message": "Provider returned error",
+        "metadata": {"provider_name": "Together", "raw": "upstream connect error"}}),
+    "openrouter_429_event_midstream": Answer.error_in_200({
+        "code": 429, "message": "Provider returned error",
+        "metadata": {"provider_name": "DeepInfra", "raw": "rate limit exceeded, retry"}},
+        streamed=True, after="The answer beg"),
+    "openrouter_finish_reason_error": Answer.error_in_200({
+        "code": "server_error", "message": "Provider disconnected unexpectedly"},
+        streamed=True, after="The answer beg", finish_error=True),
+    # OpenRouter: input its moderation flagged (a 403 no key passes).
+    "openrouter_moderation_403": Answer.error(403, {"error": {
+        "code": 403, "message": "meta-llama/llama-guard requires moderation",
+        "metadata": {"reasons": ["violence"], "flagged_input": "...",
+                     "provider_name": "Lepton", "model_slug": "x/y"}}}),
     # Ollama Cloud's usage limits: 429s that waiting seconds will not cure.
     "ollama_cloud_hourly_limit": Answer.error(429, {
         "error": "you've reached your hourly usage limit, please wait or upgrade to continue"}),

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from chatq.errors import BadRequest, ModelNotFound, QuotaExhausted, RateLimited, UpstreamTimeout
+from chatq.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ModelNotFound,
+    QuotaExhausted,
+    RateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from tests.fake_upstream import REAL_ERRORS, Answer
 from worker.retry import RetryPolicy, run_with_retries
 
@@ -110,3 +118,95 @@ def test_openrouters_envelope_names_the_provider_behind_it_and_its_raw_reason(
 
     assert type(err) is BadRequest
     assert "(Fireworks: prompt is too long)" in err.message
+
+
+# -- OpenRouter's errors inside a 200 --------------------------------------------------
+
+ROUTER = "openrouter/meta-llama/llama-3.3-70b"
+OPENROUTER_CODES = [
+    (400, BadRequest),
+    (401, AuthenticationFailed),
+    (402, QuotaExhausted),
+    (403, AuthenticationFailed),
+    (408, UpstreamTimeout),
+    (429, RateLimited),
+    (502, UpstreamUnavailable),
+    (503, UpstreamUnavailable),
+]
+
+
+@streamed
+def test_openrouters_502_inside_a_200_names_the_provider_behind_it_and_is_retried(
+    make_registry, upstream, ask, stream
+):
+    err = _fail(make_registry, upstream, ask, "openrouter_502_in_200", ROUTER, stream)
+
+    assert type(err) is UpstreamUnavailable and err.retryable
+    assert err.status == 502 and err.provider == "openrouter"
+    assert "(Together: upstream connect error)" in err.message
+
+
+@pytest.mark.parametrize("how", ["the whole body", "an event mid-stream", "beside finish error"])
+@pytest.mark.parametrize(("code", "kind"), OPENROUTER_CODES)
+def test_openrouters_error_code_inside_a_200_gives_the_error_of_that_status(
+    make_registry, upstream, ask, code, kind, how
+):
+    error = {"code": code, "message": "Provider returned error",
+             "metadata": {"provider_name": "Fireworks", "raw": f"raw reason {code}"}}  # fmt: skip
+    streamed_ = how != "the whole body"
+    upstream.push(Answer.error_in_200(error, streamed=streamed_, after="Half an ans",
+                                      finish_error=how == "beside finish error"))  # fmt: skip
+    with pytest.raises(kind) as caught:
+        make_registry(CHATQ_STREAM="1").chat(ask(ROUTER))
+
+    assert type(caught.value) is kind and caught.value.status == code
+    assert f"(Fireworks: raw reason {code})" in caught.value.message
+
+
+def test_openrouters_429_event_mid_stream_is_a_rate_limit_naming_the_provider(
+    make_registry, upstream, ask
+):
+    err = _fail(make_registry, upstream, ask, "openrouter_429_event_midstream", ROUTER)
+
+    assert type(err) is RateLimited and err.retryable
+    assert "(DeepInfra: rate limit exceeded, retry)" in err.message
+
+
+def test_openrouters_finish_reason_error_mid_stream_fails_the_call_not_a_half_answer(
+    make_registry, upstream, ask
+):
+    err = _fail(make_registry, upstream, ask, "openrouter_finish_reason_error", ROUTER)
+
+    assert type(err) is UpstreamUnavailable and err.retryable
+    assert "broke off its answer" in err.message
+    assert "Provider disconnected unexpectedly" in err.message
+
+
+def test_a_finish_reason_error_without_an_error_object_is_still_a_failed_call(
+    make_registry, upstream, ask
+):
+    choice = {"index": 0, "message": {"role": "assistant", "content": "Half"},
+              "finish_reason": "error"}  # fmt: skip
+    upstream.push(Answer(kind="json", body={"choices": [choice], "usage": {}}))
+    with pytest.raises(UpstreamUnavailable, match='finish_reason "error"'):
+        make_registry().chat(ask(ROUTER))
+
+
+def test_openrouters_moderation_403_is_a_refused_request_naming_the_reasons(
+    make_registry, upstream, ask
+):
+    err = _fail(make_registry, upstream, ask, "openrouter_moderation_403", ROUTER)
+
+    assert type(err) is BadRequest and not err.retryable
+    assert "flagged by the provider's moderation" in err.message
+    assert 'Lepton: ["violence"]' in err.message
+
+
+def test_the_provider_behind_openrouter_is_named_even_without_its_raw_reason(
+    make_registry, upstream, ask
+):
+    error = {"code": 503, "message": "No instances available",
+             "metadata": {"provider_name": "Novita"}}  # fmt: skip
+    upstream.push(Answer.error(503, {"error": error}))
+    with pytest.raises(UpstreamUnavailable, match=r"No instances available \(Novita\)"):
+        make_registry().chat(ask(ROUTER))

@@ -10,12 +10,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from chatq.errors import MalformedResponse, UpstreamError
-from chatq.redaction import redact
+from chatq.errors import MalformedResponse, UpstreamUnavailable
 from worker.chat.provider import HttpProvider
 from worker.chat.schema import schema_name
-from worker.chat.transport import error_for_status
 from worker.chat.types import SAMPLING, ChatRequest, Message
+from worker.chat.upstream_errors import error_in_answer
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -55,9 +54,16 @@ class OpenAICompatProvider(HttpProvider):
 
     def parse(self, body: dict[str, Any]) -> dict[str, Any]:
         choices = body.get("choices")
+        if body.get("error"):  # in a 200: OpenRouter's envelope, with or without choices
+            raise error_in_answer(self.name, body["error"], midway=bool(choices))
         if not choices:
-            raise self._no_choices(body)
+            raise MalformedResponse(f"{self.name} answered with no choices",
+                                    provider=self.name, excerpt=str(body))  # fmt: skip
         choice = choices[0]
+        if choice.get("finish_reason") == "error":
+            raise UpstreamUnavailable(f"{self.name}: the answer ended in an error "
+                                      "(finish_reason \"error\", no reason given)",
+                                      provider=self.name, excerpt=str(body))  # fmt: skip
         message = choice.get("message") or {}
         content = message.get("content")
         if content is not None and not isinstance(content, str):
@@ -77,7 +83,12 @@ class OpenAICompatProvider(HttpProvider):
 
     def assemble(self, lines: Iterator[str]) -> dict[str, Any]:
         """Server-sent events (`data: {chunk}` ... `data: [DONE]`) as one completion; tool
-        calls come in pieces by index (id and name first, then the arguments' text)."""
+        calls come in pieces by index (id and name first, then the arguments' text).
+
+        Raises:
+            UpstreamError: (or a subclass) an event carries an error (OpenRouter's
+                envelope, as `upstream_errors.error_in_answer` reads it).
+        """
         content: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         finish = model = None
@@ -92,8 +103,8 @@ class OpenAICompatProvider(HttpProvider):
             chunk = json.loads(data)
             if not isinstance(chunk, dict):
                 raise ValueError(f"expected an object, got {type(chunk).__name__}")
-            if chunk.get("error") and not chunk.get("choices"):
-                return chunk  # an error sent inside the stream: parse() reads it
+            if chunk.get("error"):  # an error event, or beside finish_reason "error"
+                raise error_in_answer(self.name, chunk["error"], midway=seen)
             model = chunk.get("model") or model
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or []:
@@ -114,26 +125,6 @@ class OpenAICompatProvider(HttpProvider):
             message["tool_calls"] = [calls[i] for i in sorted(calls)]
         choices = [{"index": 0, "message": message, "finish_reason": finish}] if seen else []
         return {"model": model, "choices": choices, "usage": usage}
-
-    def _no_choices(self, body: dict[str, Any]) -> UpstreamError:
-        """Zero choices is an upstream error, never an empty answer. Some providers put
-        an error object with its own code in a 200 answer."""
-        error = body.get("error")
-        if isinstance(error, dict):
-            code = error.get("code")
-            status = code if isinstance(code, int) and 400 <= code < 600 else None
-            # Redact before the message is cut short: a cut could keep part of a key.
-            message = redact(str(error.get("message") or "no message"))
-            if status is not None:
-                return error_for_status(self.name, status, {}, json.dumps(body))
-            return MalformedResponse(
-                f"{self.name} answered an error without choices: {message[:200]}",
-                provider=self.name,
-                excerpt=str(body),
-            )
-        return MalformedResponse(
-            f"{self.name} answered with no choices", provider=self.name, excerpt=str(body)
-        )
 
 
 def _message(message: Message) -> dict[str, Any]:

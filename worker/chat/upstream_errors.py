@@ -1,8 +1,10 @@
 """How an upstream's error answer becomes a chatq error: by its status, and by the
 few facts its body adds (a spent quota, a full queue, the upstream's own reason).
 
-`error_for_status` reads a non-2xx answer and names the upstream's reason, and for
-OpenRouter the provider behind it and that provider's raw words.
+`error_for_status` reads a non-2xx answer; `error_in_answer` reads an error object a
+provider sent inside a 2xx answer (OpenRouter's envelope, in one JSON body or as an
+event of a streamed one). Both name the upstream's reason, and for OpenRouter the
+provider behind it and that provider's raw words.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from chatq.errors import (
     AuthenticationFailed,
     BadRequest,
+    MalformedResponse,
     ModelNotFound,
     QuotaExhausted,
     RateLimited,
@@ -25,7 +28,7 @@ from chatq.errors import (
 from chatq.redaction import redact
 from worker.chat.retry_after import parse_retry_after
 
-__all__ = ["error_for_status"]
+__all__ = ["error_for_status", "error_in_answer"]
 
 _HINTS = {
     400: "the provider refused the request as sent",
@@ -71,6 +74,9 @@ def error_for_status(
         if retry_after is not None:
             message += f" (asked to wait {retry_after:g}s)"
         return RateLimited(message, facts, retry_after=retry_after)
+    if status == 403 and _flagged(error):
+        hint = "the input was flagged by the provider's moderation"
+        return BadRequest(_message(provider, status, hint, reason), facts)
     hint = _HINTS.get(status) or ("the provider failed" if status >= 500 else "")
     kind = _BY_STATUS.get(status)
     if kind is None:
@@ -108,17 +114,27 @@ def _quota_spent(error: Any) -> bool:
     return isinstance(error, str) and bool(_USAGE_LIMIT.search(error))
 
 
+def _flagged(error: Any) -> bool:
+    """OpenRouter's 403 for input its moderation flagged (`metadata.reasons`), which no
+    key will pass."""
+    meta = error.get("metadata") if isinstance(error, dict) else None
+    return isinstance(meta, dict) and bool(meta.get("reasons"))
+
+
 def _upstream_reason(error: Any) -> str | None:
     """The upstream's own words: Ollama's error text, an OpenAI-style `error.message`,
-    and OpenRouter's `metadata` (the provider behind it and its raw reason). Redacted
-    before it is cut short, so that a cut never keeps part of a key."""
+    and OpenRouter's `metadata` (the provider behind it and its raw reason, or the
+    reasons its moderation flagged the input for). Redacted before it is cut short, so
+    that a cut never keeps part of a key."""
     if isinstance(error, dict):
         text = str(error.get("message") or "")
         meta = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
-        raw = meta.get("raw")
-        if raw:
-            who = meta.get("provider_name")
-            text += f" ({who}: {raw})" if who else f" ({raw})"
+        raw = meta.get("raw") or meta.get("reasons")
+        if raw is not None and not isinstance(raw, str):
+            raw = json.dumps(raw)  # some providers' raw answer is an object
+        who = meta.get("provider_name")
+        if raw or who:
+            text += f" ({': '.join(str(part) for part in (who, raw) if part)})"
     else:
         text = error if isinstance(error, str) else ""
     text = " ".join(redact(text).split())
@@ -143,3 +159,28 @@ _BY_STATUS: dict[int, type[UpstreamError]] = {
     499: UpstreamTimeout,
     504: UpstreamTimeout,
 }
+
+
+def error_in_answer(provider: str, error: Any, *, midway: bool) -> UpstreamError:
+    """The chatq error for an `error` object a provider sent inside a 2xx answer.
+
+    OpenRouter answers 200 once a model has been asked, and reports a failure after
+    that in its envelope `{"error": {"code", "message", "metadata": {"provider_name",
+    "raw"}}}`: as the whole body, as an event of a streamed answer, or beside a choice
+    whose `finish_reason` is "error". A numeric `code` is the status it stands for, and
+    the error is the one that status would give (402 QuotaExhausted, 429 RateLimited,
+    502 UpstreamUnavailable, ...). Without one, an answer that broke off `midway` is
+    UpstreamUnavailable (another call may finish it); anything else MalformedResponse.
+    """
+    body = json.dumps({"error": error})
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return error_for_status(provider, code, {}, body)
+    reason = _upstream_reason(error) or "no reason given"
+    if midway:
+        message = f"{provider} broke off its answer with an error (upstream: {reason})"
+        return UpstreamUnavailable(message, provider=provider, excerpt=body)
+    message = f"{provider} answered an error without choices: {reason}"
+    return MalformedResponse(message, provider=provider, excerpt=body)
