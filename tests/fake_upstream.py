@@ -200,6 +200,9 @@ class FakeUpstream:
         #: Answer 400 to every request that carries a JSON Schema (as a provider or model
         #: without structured outputs does), in the route's own error shape.
         self.refuse_schemas = False
+        #: A budget of calls per window, announced in rate-limit headers (`budget()`).
+        self._budget: tuple[int, float, str] | None = None
+        self._window = (0.0, 0)  # its start (monotonic) and the calls it admitted
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._script: deque[Answer] = deque()
@@ -261,6 +264,15 @@ class FakeUpstream:
         with self._lock:
             self._by_marker[marker] = (deque(answers), then)
 
+    def budget(self, requests: int, *, per: float, style: str = "openai") -> None:
+        """Allow `requests` calls per window of `per` seconds (from the window's first
+        call), announcing on every answer what is left, as real providers do: OpenAI's
+        `x-ratelimit-remaining-requests` and `x-ratelimit-reset-requests` (a duration,
+        `1.5s`), or OpenRouter's `x-ratelimit-remaining` and `x-ratelimit-reset` (a Unix
+        time in milliseconds). A call beyond the budget is answered 429."""
+        with self._lock:
+            self._budget, self._window = (requests, per, style), (0.0, 0)
+
     @property
     def received(self) -> list[Received]:
         with self._lock:
@@ -284,6 +296,7 @@ class FakeUpstream:
             self.injected.clear()
             self.peak_in_flight = self.in_flight
             self.refuse_schemas = False
+            self._budget = None
 
     # -- deciding an answer ------------------------------------------------------------
     def _next(self, path: str, headers: dict[str, str], body: Any) -> Answer:
@@ -315,6 +328,8 @@ class FakeUpstream:
         if self._script:
             answer = self._script.popleft()
             return answer, answer.kind if answer.kind != "status" else str(answer.status)
+        if self._budget:
+            return self._budgeted(now)
         if self.rate_limit:
             while self._stamps and self._stamps[0] <= now - 1.0:
                 self._stamps.popleft()
@@ -325,6 +340,29 @@ class FakeUpstream:
         if self.chaos:
             return self._chaos_answer()
         return Answer(delay=self.delay), "ok"
+
+    def _budgeted(self, now: float) -> tuple[Answer, str]:
+        """A call under `budget()`: answered with what is left, or 429 (under the lock)."""
+        requests, per, style = self._budget  # type: ignore[misc]
+        start, used = self._window
+        if used == 0 or now >= start + per:
+            start, used = now, 0
+        reset = start + per - now
+        if style == "openai":
+            headers = {"x-ratelimit-limit-requests": str(requests),
+                       "x-ratelimit-reset-requests": f"{reset:.3f}s"}  # fmt: skip
+            left = "x-ratelimit-remaining-requests"
+        else:
+            headers = {"X-RateLimit-Limit": str(requests),
+                       "X-RateLimit-Reset": str(int((time.time() + reset) * 1000))}  # fmt: skip
+            left = "X-RateLimit-Remaining"
+        if used >= requests:
+            headers.update({left: "0", "Retry-After": f"{reset:.2f}"})
+            return Answer(kind="status", status=429, body={"error": "rate limited"},
+                          headers=headers), "429"  # fmt: skip
+        self._window = (start, used + 1)
+        headers[left] = str(requests - used - 1)
+        return Answer(delay=self.delay, headers=headers), "ok"
 
     def _chaos_answer(self) -> tuple[Answer, str]:
         roll = self._rng.random()
@@ -437,7 +475,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(answer, ok)
             return
         if answer.kind == "raw_stream":  # `body` as the whole stream, then the end
-            self._chunked([answer.body.encode()], _stream_type(self.path), {})
+            self._chunked([answer.body.encode()], _stream_type(self.path), {}, answer.headers)
             return
         if answer.kind == "json":
             self._send(200, answer.body, answer.headers)
@@ -468,12 +506,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif answer.kind == "trickle":
             gap = answer.body["seconds"] / max(1, len(events) - 1)
             pause = dict.fromkeys(range(1, len(events)), gap)
-        self._chunked(events, ctype, pause)
+        self._chunked(events, ctype, pause, answer.headers)
 
-    def _chunked(self, events: list[bytes], ctype: str, pause: dict[int, float]) -> None:
+    def _chunked(
+        self, events: list[bytes], ctype: str, pause: dict[int, float], headers: dict[str, str]
+    ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Transfer-Encoding", "chunked")
+        for k, v in headers.items():
+            self.send_header(k, v)
         self.end_headers()
         if not pause:  # nothing to wait for: one write (the benchmarks' upstream stays cheap)
             events = [b"".join(events)]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from chatq.errors import BadRequest, InvalidRequest, MalformedResponse
-from worker.chat.transport import Timeout, Transport
+from worker.chat.transport import Reply, Timeout, Transport
 from worker.chat.types import SAMPLING, ChatRequest, ChatResponse
 
 __all__ = ["HttpProvider", "Provider"]
@@ -110,20 +110,21 @@ class HttpProvider(Provider):
             notes.append(f"{self.name} refused JSON Schemas for {upstream_model} earlier: "
                          "asked in JSON mode; the answer was checked against the schema "
                          "by chatq")  # fmt: skip
-            body = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+            reply = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
         else:
             try:
-                body = self._call(request, self.payload(request, upstream_model), deadline)
+                reply = self._call(request, self.payload(request, upstream_model), deadline)
             except BadRequest as exc:
                 if not isinstance(request.format, dict):
                     raise
                 notes.append(f"{self.name} refused the JSON Schema ({exc.status}): asked in "
                              "JSON mode instead; the answer was checked against the schema "
                              "by chatq")  # fmt: skip
-                body = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+                reply = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
                 # Only once JSON mode was taken: a 400 for another cause fails again above.
                 self._refuses_schemas.add(upstream_model)
         latency_ms = (time.perf_counter() - started) * 1000.0
+        body = reply.body
         if not isinstance(body, dict):
             raise self.malformed(f"expected a JSON object, got {type(body).__name__}", body)
         try:
@@ -136,11 +137,12 @@ class HttpProvider(Provider):
             provider=self.name,
             latency_ms=round(latency_ms, 2),
             notes=notes,
+            budget=reply.budget,
             **fields,
         )
 
-    def _call(self, request: ChatRequest, payload: dict[str, Any], deadline: float | None) -> Any:
-        """POST `payload`, streamed or not; the decoded body."""
+    def _call(self, request: ChatRequest, payload: dict[str, Any], deadline: float | None) -> Reply:
+        """POST `payload`, streamed or not; the decoded body and the budget it announced."""
         now = time.monotonic()
         if self.stream:
             # The request's own timeout bounds the whole streamed answer; the idle

@@ -22,9 +22,18 @@ from chatq.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from worker.chat.rate_budget import RateBudget, read_budget
 from worker.chat.upstream_errors import error_for_status
 
-__all__ = ["Timeout", "Transport"]
+__all__ = ["Reply", "Timeout", "Transport"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A 2xx answer: its decoded body, and the rate budget its headers announce."""
+
+    body: Any
+    budget: RateBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,8 @@ class Transport:
             session.trust_env = False
         self._session = session
 
-    def post_json(self, path: str, payload: Mapping[str, Any], *, timeout: Timeout) -> Any:
-        """POST `payload` to `base_url + path` and return the decoded JSON answer.
+    def post_json(self, path: str, payload: Mapping[str, Any], *, timeout: Timeout) -> Reply:
+        """POST `payload` to `base_url + path`; the decoded JSON answer and its budget.
 
         Raises:
             UpstreamTimeout: no connection or no answer within `timeout`.
@@ -95,7 +104,7 @@ class Transport:
         with self._calling(timeout):
             resp = self._post(path, payload, timeout, stream=False)
             body = resp.content
-        return self._decode(resp, body)
+        return Reply(self._decode(resp, body), read_budget(resp.headers))
 
     def post_stream(
         self,
@@ -105,7 +114,7 @@ class Transport:
         timeout: Timeout,
         until: float | None,
         assemble: Callable[[Iterator[str]], Any],
-    ) -> Any:
+    ) -> Reply:
         """POST `payload` asking for a streamed answer; `assemble` turns its lines (NDJSON
         or server-sent events) into the answer a non-streamed call would have given.
 
@@ -124,11 +133,12 @@ class Transport:
             try:
                 if not 200 <= resp.status_code < 300:
                     return self._decode(resp, _read_all(resp, until, self.provider))
+                budget = read_budget(resp.headers)
                 ctype = resp.headers.get("Content-Type", "").lower()
                 if "event-stream" not in ctype and "ndjson" not in ctype:
-                    return self._decode(resp, _read_all(resp, until, self.provider))
+                    return Reply(self._decode(resp, _read_all(resp, until, self.provider)), budget)
                 try:
-                    return assemble(_lines(resp, until, self.provider))
+                    return Reply(assemble(_lines(resp, until, self.provider)), budget)
                 except ValueError as exc:
                     raise MalformedResponse(
                         f"{self.provider}: a streamed line is not JSON ({exc})",

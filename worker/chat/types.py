@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, f
 
 from chatq.errors import InvalidRequest
 from worker.chat.messages import Message, Role
+from worker.chat.rate_budget import RateBudget
 from worker.chat.schema import check_schema
 
 __all__ = ["MAX_REQUEST_CHARS", "SAMPLING", "ChatRequest", "ChatResponse", "Message", "Role"]
@@ -166,6 +167,9 @@ class ChatResponse(BaseModel):
     #: US dollars, as the provider reported it or as CHATQ_PRICES computes it (None:
     #: unknown).
     cost: float | None = None
+    #: The rate budget the answer's headers announced: read by the limiter, which
+    #: pauses the provider fleet-wide once it is spent; never stored.
+    budget: RateBudget | None = Field(default=None, exclude=True)
 
 
 def describe(exc: ValidationError) -> str:

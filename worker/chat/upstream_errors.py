@@ -26,6 +26,7 @@ from chatq.errors import (
     UpstreamUnavailable,
 )
 from chatq.redaction import redact
+from worker.chat.rate_budget import read_budget
 from worker.chat.retry_after import parse_retry_after
 
 __all__ = ["error_for_status", "error_in_answer"]
@@ -69,6 +70,9 @@ def error_for_status(
     busy = status == 503 and isinstance(error, str) and _QUEUE_FULL in error.lower()
     if status == 429 or busy:
         retry_after = parse_retry_after(headers)
+        if retry_after is None:  # no Retry-After: the reset of the budget it says is spent
+            budget = read_budget(headers)
+            retry_after = budget.wait() if budget else None
         hint = _HINTS[429] if status == 429 else "the server is busy: calls are paced"
         message = _message(provider, status, hint, reason)
         if retry_after is not None:
