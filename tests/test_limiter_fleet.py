@@ -75,6 +75,28 @@ def test_a_429_seen_by_one_worker_pauses_the_other_workers_calls(
     assert min(later) >= limited + 2.0 - 0.05
 
 
+@pytest.mark.parametrize("style", ["openai", "openrouter"])
+def test_an_upstream_announcing_0_requests_left_until_a_reset_in_2s_gets_no_429(
+    env, upstream, producer_for, start_worker, style
+):
+    # One call per 2 s window, announced on each answer in OpenAI's headers (a duration)
+    # or OpenRouter's (a Unix time in ms); a call before the reset would draw a 429.
+    env.update(CHATQ_OPENROUTER_CONCURRENCY="1")
+    producer = producer_for(env)
+    start_worker(env, concurrency=1)
+    start_worker(env, concurrency=1)
+    upstream.budget(1, per=2.0, style=style)
+
+    results = [producer.enqueue("openrouter/a/b", HELLO) for _ in range(3)]
+    responses = [producer.wait(r, timeout=30) for r in results]
+
+    assert [r.attempts for r in responses] == [1, 1, 1]
+    assert "429" not in upstream.answered and upstream.calls == 3
+    first, second, third = sorted(r.at for r in upstream.received)
+    assert 2.0 <= second - first < 3.0  # the next calls waited for the reset, no longer
+    assert 2.0 <= third - second < 3.0
+
+
 def test_waiting_for_a_slot_consumes_no_attempt(env, upstream, producer_for, start_worker):
     env.update(CHATQ_OPENROUTER_CONCURRENCY="1")
     producer = producer_for(env)

@@ -148,8 +148,11 @@ class Limiter:
         except BaseException:
             self._release(permit, maths.FAILED)
             raise
-        usage = _usage(result)
-        self._release(permit, maths.OK, actual=usage)
+        pause = _budget_spent(result, permit.tokens)
+        if pause:
+            log.info("%s: its rate budget is spent, pausing it fleet-wide for %.2fs (the "
+                     "headers' reset)", provider, pause)  # fmt: skip
+        self._release(permit, maths.OK, actual=_usage(result), retry_after=pause)
         return result
 
     def acquire(self, provider: str, *, tokens: float, deadline: float) -> Permit:
@@ -234,3 +237,10 @@ def _usage(result: object) -> float | None:
     """The tokens an answer really used, when it says."""
     used = (getattr(result, "input_tokens", 0) or 0) + (getattr(result, "output_tokens", 0) or 0)
     return float(used) if used else None
+
+
+def _budget_spent(result: object, tokens: float) -> float | None:
+    """Seconds until the provider's rate budget resets, when the answer's headers say
+    it is spent: no requests left, or fewer tokens than a call like this one needs."""
+    budget = getattr(result, "budget", None)
+    return budget.wait(tokens) if budget is not None else None

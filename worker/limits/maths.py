@@ -6,7 +6,8 @@ the tests run one table of scenarios against both.
 
 How a call is admitted (`acquire`):
 
-1. While the provider is paused (a 429 said Retry-After), nothing is admitted.
+1. While the provider is paused (a 429 said Retry-After, or an answer said its
+   budget is spent until a reset), nothing is admitted.
 2. Rate: when a rate is known (the configured RPM, or the rate learned from 429s, the
    lower of the two), calls are spaced evenly. A caller takes a numbered ticket;
    ticket k is due at `base_time + (k - base_ticket) / rate`, so waiters queue in
@@ -20,6 +21,9 @@ How a call is admitted (`acquire`):
 
 How outcomes teach the fleet (`release`), AIMD-style:
 
+- an answer whose headers say the provider's budget is spent (no requests, or too
+  few tokens, left) pauses every caller until the budget resets, as a 429 would,
+  but before any 429 and without cutting the rate;
 - a 429 pauses every caller until its Retry-After has passed, and cuts the rate to
   `decrease` x the rate calls were spaced at, once per burst: a 429 for a call admitted
   before the last cut was sent at the old rate and teaches nothing new;
@@ -236,7 +240,12 @@ def release(
     actual: float | None = None,
     retry_after: float | None = None,
 ) -> None:
-    """Give the lease back and learn from the call's outcome (OK, LIMITED or FAILED)."""
+    """Give the lease back and learn from the call's outcome (OK, LIMITED or FAILED).
+
+    `retry_after`: seconds the upstream asked every caller to wait, whatever the
+    outcome: a 429's Retry-After, or the reset of a budget an answer's headers say is
+    spent (then no 429 has happened, and the rate is not cut).
+    """
     state.slots.pop(token, None)
     if outcome == OK:
         if limits.tpm and actual is not None:
@@ -248,16 +257,15 @@ def release(
             state.rate += gain / state.rate
             if limits.rate:
                 state.rate = min(state.rate, limits.rate)
-    elif outcome == LIMITED:
-        if granted_at > state.cut_at:
-            basis = effective_rate(state, limits, now, tuning)
-            if not state.rate and not limits.rate:  # nothing learned yet: what was sent
-                basis = min(basis or math.inf, measured_rate(state, now, tuning))
-            state.last_max = max(basis, tuning.floor)
-            state.rate = max(tuning.floor, tuning.decrease * basis)
-            state.cut_at = now
-        if retry_after:
-            state.pause_until = max(state.pause_until, now + retry_after)
+    elif outcome == LIMITED and granted_at > state.cut_at:
+        basis = effective_rate(state, limits, now, tuning)
+        if not state.rate and not limits.rate:  # nothing learned yet: what was sent
+            basis = min(basis or math.inf, measured_rate(state, now, tuning))
+        state.last_max = max(basis, tuning.floor)
+        state.rate = max(tuning.floor, tuning.decrease * basis)
+        state.cut_at = now
+    if retry_after:  # a 429's Retry-After, or an answer saying its budget is spent
+        state.pause_until = max(state.pause_until, now + retry_after)
     _schedule(state, now, limits, tuning)
     if state.sched_rate and state.pause_until > state.base_time:
         _advance(state, now)

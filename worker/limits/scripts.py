@@ -207,8 +207,8 @@ elseif outcome == 'limited' then
     s.rate = math.max(floor, decrease * basis)
     s.cut_at = now
   end
-  if retry_after then s.pause_until = math.max(s.pause_until, now + retry_after) end
 end
+if retry_after then s.pause_until = math.max(s.pause_until, now + retry_after) end
 schedule(s, ceiling, now, start, doubling)
 if s.sched_rate > 0 and s.pause_until > s.base_time then
   advance(s, now)
