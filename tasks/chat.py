@@ -169,7 +169,8 @@ def job_ended(
     elif error is None and stats.calls == 0:
         return  # answered by an earlier delivery: counted then
     try:
-        MetricsRecorder(worker_redis()).job_ended(stats, response=response, error=error)
+        recorder = MetricsRecorder(worker_redis(), ttl=current_settings().result_ttl)
+        recorder.job_ended(stats, response=response, error=error)
     except redis.RedisError as exc:  # metrics must never cost a job its outcome
         log.info("job %s: metrics not counted (%s)", job, type(exc).__name__)
 

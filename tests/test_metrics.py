@@ -80,3 +80,18 @@ def test_the_registry_holds_only_the_fleets_metrics():
     registry = registry_for(fakeredis.FakeRedis(), queues=QUEUES)
     names = {family.name for family in registry.collect()}
     assert names and all(name.startswith("chatq_") for name in names)
+
+
+def test_cost_is_counted_once_and_every_counter_expires_after_its_last_write():
+    client = fakeredis.FakeRedis()
+    recorder = MetricsRecorder(client, ttl=600)
+    answer = {"input_tokens": 10, "output_tokens": 4, "cost": 0.25}
+    recorder.job_ended(JobStats(provider="openrouter", calls=1), response=answer)
+    recorder.job_ended(JobStats(provider="openrouter"), response={**answer, "cached": True})
+    recorder.job_ended(JobStats(provider="kimi", calls=1), response={"output_tokens": 1})
+
+    samples = _samples(exposition(client, queues=QUEUES))
+    assert _value(samples, "chatq_cost_dollars_total", provider="openrouter") == 0.25
+    assert _value(samples, "chatq_cost_dollars_total", provider="kimi") == 0
+    keys = [k for k in client.scan_iter("chatq:metrics:*")]
+    assert keys and all(0 < client.ttl(k) <= 600 for k in keys)

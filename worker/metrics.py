@@ -71,6 +71,10 @@ COUNTERS = {
         "Seconds jobs waited for a turn at the provider (fleet-wide limits).", ("provider",)
     ),
     "tokens": _Counter("Tokens of answered jobs, in and out.", ("provider", "direction")),
+    "cost_dollars": _Counter(
+        "US dollars answered jobs cost, where known (reported, or from CHATQ_PRICES).",
+        ("provider",),
+    ),
 }
 
 
@@ -91,10 +95,14 @@ class JobStats:
 
 
 class MetricsRecorder:
-    """Adds one job's numbers to the fleet's counters (one pipelined round trip)."""
+    """Adds one job's numbers to the fleet's counters (one pipelined round trip). Each
+    counter's hash lives `ttl` seconds past its last write (default a week, as results
+    do): a fleet that stops leaves nothing in Redis for ever, and Prometheus reads a
+    counter that comes back at zero as a reset."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, *, ttl: int = 7 * 24 * 3600):
         self.client = client
+        self.ttl = ttl
 
     def job_ended(
         self, stats: JobStats, *, response: dict | None = None, error: ChatqError | None = None
@@ -117,7 +125,11 @@ class MetricsRecorder:
         if response is not None:
             adds.append(("tokens", (provider, "in"), int(response.get("input_tokens") or 0)))
             adds.append(("tokens", (provider, "out"), int(response.get("output_tokens") or 0)))
+            cost = response.get("cost")
+            if cost and not response.get("cached"):
+                adds.append(("cost_dollars", (provider,), float(cost)))
         pipe = self.client.pipeline(transaction=False)
+        written = set()
         for name, labels, amount in adds:
             if not amount:
                 continue
@@ -125,6 +137,9 @@ class MetricsRecorder:
                 pipe.hincrbyfloat(KEY_PREFIX + name, _SEP.join(labels), amount)
             else:
                 pipe.hincrby(KEY_PREFIX + name, _SEP.join(labels), int(amount))
+            written.add(KEY_PREFIX + name)
+        for key in sorted(written):
+            pipe.expire(key, self.ttl)
         pipe.execute()
 
 
