@@ -9,16 +9,14 @@ difference is what HTTP, JSON in and out, and the gateway's waiting add.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, Harness
+from bench.harness import Harness
+from bench.harness import gateway as serve
 
 __all__ = ["gateway"]
 
@@ -28,7 +26,6 @@ HELLO = {"model": "mock/echo", "messages": [{"role": "user", "content": "hello"}
 def gateway(harness: Harness, workdir: Path, *, requests: int = 3000, clients: int = 64,
             concurrency: int = 32) -> dict[str, Any]:  # fmt: skip
     from bench.measurements import _chatq_env, _producer
-    from tests.redis_server import free_port
 
     url = harness.fresh_db()
     env = _chatq_env(url, workdir, CHATQ_CONCURRENCY=str(concurrency))
@@ -48,18 +45,10 @@ def gateway(harness: Harness, workdir: Path, *, requests: int = 3000, clients: i
         direct = list(pool.map(lambda _: direct_one(), range(requests)))
         direct_s = time.perf_counter() - started
 
-    port = free_port()
-    log = open(workdir / "gateway-bench.log", "ab")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tasks.cli", "serve", "--port", str(port), "--log-level",
-         "warning"], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log,
-    )  # fmt: skip
     try:
-        http, http_s, errors = asyncio.run(_http(f"http://127.0.0.1:{port}", requests, clients))
+        with serve(env, workdir / "gateway-bench.log") as (base_url, _pid):
+            http, http_s, errors = asyncio.run(_http(base_url, requests, clients))
     finally:
-        server.terminate()
-        server.wait(15)
-        log.close()
         workers.stop()
     chatq = _figures(http, http_s) | {"errors": errors}
     base = _figures(direct, direct_s)
@@ -75,7 +64,6 @@ async def _http(base: str, requests: int, clients: int) -> tuple[list[float], fl
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        await _ready(session, base)
         async with session.post(f"{base}/v1/chat/completions", json=HELLO) as warm:
             await warm.read()
         todo = iter(range(requests))
@@ -94,21 +82,6 @@ async def _http(base: str, requests: int, clients: int) -> tuple[list[float], fl
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         return latencies, time.perf_counter() - started, errors
-
-
-async def _ready(session: Any, base: str, timeout: float = 60) -> None:
-    import aiohttp
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            async with session.get(f"{base}/healthz") as answer:
-                if answer.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the gateway did not become healthy")
 
 
 def _figures(latencies: list[float], seconds: float) -> dict[str, float]:

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +32,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from bench.harness import ROOT, Harness
-from tests.redis_server import free_port
+from bench.harness import Harness
+from bench.harness import gateway as serve
 
 KEY = "load-openrouter-key-0123456789"
 
@@ -69,47 +67,26 @@ def run(workdir: Path, seconds: float, clients: int, lines: int) -> dict:
         pools = [harness.workers("worker", url, concurrency=32, env=env) for _ in range(2)]
         for pool in pools:
             pool.wait_ready()
-        port = free_port()
-        log = open(workdir / "gateway.log", "ab")  # noqa: SIM115
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "tasks.cli", "serve", "--port", str(port), "--log-level",
-             "warning"], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+
+        def kill_one() -> None:
+            for proc in pools[0].procs:
+                proc.send_signal(signal.SIGKILL)
+            pools.append(harness.workers("worker", url, concurrency=32, env=env))
+
         try:
-            _ready(base)
-
-            def kill_one() -> None:
-                for proc in pools[0].procs:
-                    proc.send_signal(signal.SIGKILL)
-                pools.append(harness.workers("worker", url, concurrency=32, env=env))
-
-            before = harness.upstream_stats(upstream)["calls"]
-            figures["load"] = asyncio.run(_load(base, seconds, clients, kill_one))
-            figures["load"]["upstream_calls"] = harness.upstream_stats(upstream)["calls"] - before
-            figures["slow_senders"] = asyncio.run(_slow_senders(base, 100, timeout=5))
-            figures["huge_uploads"] = _huge_uploads(base, gateway.pid)
-            figures["batches"] = _batches(base, workdir, lines)
+            with serve(env, workdir / "gateway.log") as (base, pid):
+                before = harness.upstream_stats(upstream)["calls"]
+                load = asyncio.run(_load(base, seconds, clients, kill_one))
+                load["upstream_calls"] = harness.upstream_stats(upstream)["calls"] - before
+                figures["load"] = load
+                figures["slow_senders"] = asyncio.run(_slow_senders(base, 100, timeout=5))
+                figures["huge_uploads"] = _huge_uploads(base, pid)
+                figures["batches"] = _batches(base, workdir, lines)
         finally:
-            gateway.terminate()
-            gateway.wait(30)
-            log.close()
             for pool in pools:
                 pool.stop()
     figures["passed"] = all(part.get("passed") for part in figures.values())
     return figures
-
-
-def _ready(base: str, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the gateway did not become healthy")
 
 
 async def _load(base: str, seconds: float, clients: int, kill) -> dict:

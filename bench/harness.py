@@ -219,3 +219,34 @@ def _timestamp(iso: object) -> float | None:
         return dt.datetime.fromisoformat(iso).timestamp()
     except ValueError:
         return None
+
+
+@contextlib.contextmanager
+def gateway(env: dict[str, str], log: Path, *, timeout: float = 60) -> Iterator[tuple[str, int]]:
+    """`chatq serve` on a free loopback port with `env`, once `/healthz` answers 200;
+    yields (its base URL, its pid) and stops it at the end."""
+    from tests.redis_server import free_port
+
+    port = free_port()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tasks.cli", "serve", "--port", str(port), "--log-level",
+             "warning"], cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > end or proc.poll() is not None:
+                raise RuntimeError(f"the gateway did not become healthy (see {log})")
+            time.sleep(0.2)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
