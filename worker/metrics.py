@@ -19,6 +19,9 @@ price data.
 from __future__ import annotations
 
 import logging
+import math
+import time
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +48,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "chatq:metrics:"
+#: When this process last renewed each counter hash's TTL, by Redis client.
+_RENEWED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Separates label values in a hash field (no provider, class or queue name holds it).
 _SEP = "|"
 
@@ -138,8 +143,14 @@ class MetricsRecorder:
             else:
                 pipe.hincrby(KEY_PREFIX + name, _SEP.join(labels), int(amount))
             written.add(KEY_PREFIX + name)
+        # A job's numbers go to a handful of hashes; renewing their TTL on every job
+        # would double the pipeline, so each process renews a hash now and then.
+        now = time.monotonic()
+        renewed = _RENEWED.setdefault(self.client, {})
         for key in sorted(written):
-            pipe.expire(key, self.ttl)
+            if now - renewed.get(key, -math.inf) >= min(60.0, self.ttl / 10):
+                pipe.expire(key, self.ttl)
+                renewed[key] = now
         pipe.execute()
 
 

@@ -3,8 +3,6 @@ the provider and model lists, the health check and the fleet's metrics."""
 
 from __future__ import annotations
 
-import time
-
 from anyio import to_thread
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
@@ -52,7 +50,6 @@ async def completions(request: Request) -> Response:
                         param="stream", code="unsupported_parameter")  # fmt: skip
     job, response = await gateway.chat(request_from_json({"body": body}))
     answer = completion(response.model_dump(), job)
-    answer["created"] = int(time.time())
     return JSONResponse(answer, headers={"x-chatq-job-id": job})
 
 

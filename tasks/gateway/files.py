@@ -95,20 +95,10 @@ class FileStore:
     async def create(self, chunks: AsyncIterator[bytes], *, filename: str,
                      purpose: str) -> FileObject:  # fmt: skip
         """Store the content read from `chunks` as a new file."""
-        self._check_purpose(purpose)
-        file_id = _new_id()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{file_id}.part"
-        size = 0
-        try:
-            with open(tmp, "wb") as handle:
-                async for chunk in chunks:
-                    handle.write(chunk)
-                    size += len(chunk)
-            return self._commit(tmp, file_id, size, filename, purpose)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with self.writing(filename, purpose=purpose) as new:
+            async for chunk in chunks:
+                new.write(chunk)
+        return new.obj
 
     @contextlib.contextmanager
     def writing(self, filename: str, *, purpose: str) -> Iterator[NewFile]:

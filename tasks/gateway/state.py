@@ -8,7 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from anyio import to_thread
-from celery import states
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,11 +39,8 @@ class Gateway:
         self.batches = Batches(self.producer)
         self.files = FileStore(settings.home / "files")
         self.openai_batches = OpenAIBatches(self.batches, self.files, ttl=settings.result_ttl)
-        backend = runtime.app.backend
         self.waiter = Waiter(
-            runtime.redis_url,
-            is_final=lambda raw: backend.decode_result(raw)["status"] in states.READY_STATES,
-            timeout=settings.redis_timeout,
+            runtime.redis_url, read=self.producer.read, timeout=settings.redis_timeout
         )
 
     async def chat(self, request: ChatRequest) -> tuple[str, ChatResponse]:
@@ -56,17 +52,17 @@ class Gateway:
             ProviderNotFound: nothing was queued.
             ChatqError: the job failed (its own subclass), or WaitTimedOut.
         """
-        request = self.producer.prepare(request)
-        result = await to_thread.run_sync(self.producer.enqueue, request)
+        request = self.producer.prepare(request)  # refused here: nothing queued
+        (result,) = await to_thread.run_sync(
+            lambda: self.producer.publish([request], [None], chunk_size=1)
+        )
         job = result.id
         timeout = request.timeout or self.settings.job_deadline
         try:
-            raw = await self.waiter.wait(self.producer.result_key(job), timeout, job=job)
-            response = self.producer.read(job, raw)
+            response = await self.waiter.wait(self.producer.result_key(job), timeout, job=job)
         except ChatqError as exc:
             exc.job = job  # the id travels to the answer's x-chatq-job-id header
             raise
-        assert response is not None
         return job, response
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -31,22 +32,24 @@ class Waiter:
 
     Args:
         url: the Redis of the result backend.
-        is_final: whether a stored raw result is the job's last word (not a state
-            on the way, such as STARTED).
+        read: `read(job, raw)` turns a stored raw result into the job's answer, None
+            while it is a state on the way (such as STARTED), or raises the job's
+            error: each result is decoded once.
         timeout: seconds a Redis command may take before the waiters are told it is
             unavailable.
         tick: seconds between two reads while anyone waits.
     """
 
-    def __init__(self, url: str, *, is_final: Callable[[bytes], bool], timeout: float,
+    def __init__(self, url: str, *, read: Callable[[str, bytes], Any], timeout: float,
                  tick: float = 0.004):  # fmt: skip
         self.url = url
-        self.is_final = is_final
+        self.read = read
         self.tick = tick
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=min(5.0, timeout)
         )
-        self._waiting: dict[str, list[asyncio.Future[bytes]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[Any]]] = {}
+        self._jobs: dict[str, str] = {}  # result key -> job id
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -61,15 +64,17 @@ class Waiter:
                 await self._task
         await self.client.aclose()
 
-    async def wait(self, key: str, timeout: float | None, *, job: str) -> bytes:
-        """The raw stored result under `key`, once it is final.
+    async def wait(self, key: str, timeout: float | None, *, job: str) -> Any:
+        """Job `job`'s answer (see `read`), once its result under `key` is final.
 
         Raises:
             WaitTimedOut: nothing final within `timeout` seconds.
             RedisUnavailable: Redis did not answer.
+            ChatqError: the job failed (what `read` raised).
         """
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
+        self._jobs[key] = job
         self._wake.set()
         try:
             return await asyncio.wait_for(future, timeout)
@@ -83,6 +88,7 @@ class Waiter:
                 futures.remove(future)
                 if not futures:
                     del self._waiting[key]
+                    self._jobs.pop(key, None)
 
     async def _run(self) -> None:
         while True:
@@ -94,8 +100,8 @@ class Waiter:
                 for start in range(0, len(keys), _BATCH):
                     part = keys[start : start + _BATCH]
                     for key, raw in zip(part, await self.client.mget(part), strict=True):
-                        if raw is not None and self.is_final(raw):
-                            self._settle(key, result=raw)
+                        if raw is not None:
+                            self._settle_with(key, raw)
             except UNREACHABLE as exc:
                 error = unavailable(self.url, exc)
                 log.warning("%s", error)
@@ -105,8 +111,18 @@ class Waiter:
                 log.exception("reading results failed")
             await asyncio.sleep(self.tick)
 
-    def _settle(self, key: str, *, result: bytes | None = None,
+    def _settle_with(self, key: str, raw: bytes) -> None:
+        try:
+            answer = self.read(self._jobs.get(key, key), raw)
+        except Exception as exc:  # the job's own error, for every request waiting on it
+            self._settle(key, error=exc)
+            return
+        if answer is not None:
+            self._settle(key, result=answer)
+
+    def _settle(self, key: str, *, result: Any = None,
                 error: BaseException | None = None) -> None:  # fmt: skip
+        self._jobs.pop(key, None)
         for future in self._waiting.pop(key, []):
             if future.done():
                 continue
