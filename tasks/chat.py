@@ -6,35 +6,39 @@ and its single JSON-dict argument are a stable contract.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery import signals
 from celery.exceptions import Ignore
 from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from chatq.errors import ChatqError, DeadlineExceeded, InvalidAnswer, InvalidRequest, JobFailed
-from worker.app import CHAT_TASK, app, current_settings, request_summary, worker_redis
+from worker.aio import process_loop
+from worker.app import CHAT_TASK, app, current_settings, loop_redis, request_summary, worker_redis
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest, ChatResponse
 from worker.claims import Claims
 from worker.limits import Limiter, RedisBackend, estimate_request_tokens
-from worker.metrics import JobStats, MetricsRecorder
+from worker.metrics import JobStats, MetricsBuffer
 from worker.redis_guard import translated
 from worker.retry import RetryPolicy, run_with_retries
 
 __all__ = [
     "chat",
     "job_ended",
+    "on_loop",
     "run_job",
-    "worker_claims",
-    "worker_limiter",
     "worker_registry",
 ]
 
@@ -42,12 +46,10 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _registry: Registry | None = None
-_claims: Claims | None = None
-_limiter: Limiter | None = None
 
 
 def worker_registry() -> Registry:
-    """This worker process's registry: built once, shared by every pool thread."""
+    """This worker process's registry: built once, shared by every job."""
     global _registry
     with _lock:
         if _registry is None:
@@ -55,23 +57,47 @@ def worker_registry() -> Registry:
         return _registry
 
 
-def worker_claims() -> Claims:
-    """This worker process's job claims, expiring before the broker's visibility timeout."""
-    global _claims
-    with _lock:
-        if _claims is None:
-            settings = current_settings()
-            _claims = Claims(worker_redis(), ttl=settings.job_deadline + settings.timeout)
-        return _claims
+@dataclass(frozen=True)
+class OnLoop:
+    """What the jobs of this process share on its event loop (worker/aio.py): job
+    claims (expiring before the broker's visibility timeout), the fleet limiter's side
+    of this process, and the metrics added up between writes. Their Redis commands go
+    through the loop's batcher."""
+
+    claims: Claims
+    limiter: Limiter
+    metrics: MetricsBuffer
+    pid: int
 
 
-def worker_limiter() -> Limiter:
-    """This worker process's side of the fleet-wide provider limits (state in Redis)."""
-    global _limiter
-    with _lock:
-        if _limiter is None:
-            _limiter = Limiter.from_settings(current_settings(), RedisBackend(worker_redis()))
-        return _limiter
+_on_loop: OnLoop | None = None
+
+
+def on_loop() -> OnLoop:
+    """This process's claims, limiter and metrics; call it on the loop only."""
+    global _on_loop
+    if _on_loop is None or _on_loop.pid != os.getpid():
+        settings, client = current_settings(), loop_redis()
+        _on_loop = OnLoop(
+            claims=Claims(client, ttl=settings.job_deadline + settings.timeout),
+            limiter=Limiter.from_settings(settings, RedisBackend(worker_redis(), aclient=client)),
+            metrics=MetricsBuffer(client, ttl=settings.result_ttl),
+            pid=os.getpid(),
+        )
+    return _on_loop
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _write_metrics(**kw: Any) -> None:
+    """In-flight jobs have ended by now (a threads pool's main process, or a prefork
+    child): write the metrics they added up."""
+    if _on_loop is None or _on_loop.pid != os.getpid():
+        return
+    try:
+        process_loop().run(_on_loop.metrics.flush())
+    except Exception as exc:  # metrics never stop a shutdown
+        log.info("metrics not written at shutdown (%s)", type(exc).__name__)
 
 
 class PrivateRequest(Request):
@@ -122,26 +148,52 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """
     started = time.monotonic()
     job, stats, model = self.request.id, JobStats(), "?"
+    loop = process_loop()
+
+    hostname, policy = self.request.hostname, app.conf.task_publish_retry_policy
 
     def retried(error: ChatqError, attempt: int) -> None:
         # Flower shows a task's retries from its events: Celery sends none for retries
-        # made inside the task, so this says each one (count and reason).
-        # Its `exception` stays on the task after it succeeds: say it was retried.
+        # made inside the task, so this says each one (count and reason). Its
+        # `exception` stays on the task after it succeeds: say it was retried. Sent
+        # from a thread of the loop's executor (an event may wait on the broker), for
+        # this task by its id (that thread has no task request of its own).
         reason = f"call {attempt} failed ({error.label}), retried"
-        self.send_event("task-retried", retries=attempt, exception=reason)
+
+        def send() -> None:
+            with app.events.default_dispatcher(hostname=hostname) as dispatcher:
+                dispatcher.send("task-retried", uuid=job, retry=True, retry_policy=policy,
+                                retries=attempt, exception=reason)  # fmt: skip
+
+        loop.loop.run_in_executor(None, send)
 
     try:
         request = _one_request(args, kwargs)
         model = request.model
         stats.provider = worker_registry().prepare(request)[0].name
-        response = run_job(job, request, backend=self.backend, started=started, stats=stats,
-                           notify=retried)  # fmt: skip
+        response = loop.run(_run_single(job, request, self.backend, started, stats, retried))
     except ChatqError as exc:
         job_ended(job, model, stats, error=exc)
         raise
     if response is None:
         raise Ignore()
-    job_ended(job, model, stats, response=response)
+    return response
+
+
+async def _run_single(
+    job: str,
+    request: ChatRequest,
+    backend: Any,
+    started: float,
+    stats: JobStats,
+    notify: Callable[[ChatqError, int], None],
+) -> dict | None:
+    """A `chatq.chat` job on the loop; its success counted there (its failure is
+    counted by the task, with those that never reached the loop)."""
+    response = await run_job(job, request, backend=backend, started=started, stats=stats,
+                             notify=notify)  # fmt: skip
+    if response is not None:
+        job_ended(job, request.model, stats, response=response)
     return response
 
 
@@ -158,9 +210,10 @@ def job_ended(
     error: ChatqError | None = None,
     logged: bool = False,
 ) -> None:
-    """Count a job that ended in the fleet's metrics; log a failure as one WARNING line
-    (job id, model, error class and status: never the prompt, no traceback) unless the
-    caller already `logged` it."""
+    """Count a job that ended in the fleet's metrics (added up on the loop, written
+    every second); log a failure as one WARNING line (job id, model, error class and
+    status: never the prompt, no traceback) unless the caller already `logged` it.
+    Callable from the loop or from a pool thread."""
     if error is not None and not logged:
         log.warning(
             "job %s model=%s failed: %s after %d call(s)",
@@ -168,18 +221,30 @@ def job_ended(
         )  # fmt: skip
     elif error is None and stats.calls == 0:
         return  # answered by an earlier delivery: counted then
-    try:
-        recorder = MetricsRecorder(worker_redis(), ttl=current_settings().result_ttl)
-        recorder.job_ended(stats, response=response, error=error)
-    except redis.RedisError as exc:  # metrics must never cost a job its outcome
-        log.info("job %s: metrics not counted (%s)", job, type(exc).__name__)
+    loop = process_loop()
+    count = _counter(stats, response, error)
+    if loop.in_loop:
+        count()
+    else:
+        loop.loop.call_soon_threadsafe(count)
+
+
+def _counter(
+    stats: JobStats, response: dict | None, error: ChatqError | None
+) -> Callable[[], None]:
+    """Adds one job to the metrics written from the loop (never costs a job anything)."""
+
+    def count() -> None:
+        on_loop().metrics.job_ended(stats, response=response, error=error)
+
+    return count
 
 
 #: How often a second delivery of a running job checks whether the first has finished.
 _BUSY_POLL = 0.5
 
 
-def run_job(
+async def run_job(
     job: str,
     request: ChatRequest,
     *,
@@ -201,17 +266,18 @@ def run_job(
     `stats` is filled in with the job's calls, waits and retries; `notify` is told of
     each retry (error, attempt).
     """
+    claims = on_loop().claims
     with translated(app.conf.broker_url):  # Redis gone past reconnecting: a chatq error
         result_key = backend.get_key_for_task(job).decode()
-        claim = worker_claims().claim(job, result_key=result_key)
+        claim = await claims.claim(job, result_key=result_key)
         if claim.state == "busy":
             # Running elsewhere: wait for its outcome rather than drop this delivery, so
             # that if the other worker dies before storing a result, this one runs it.
             log.info("job %s model=%s is running elsewhere: waiting", job, request.model)
             end = started + current_settings().job_deadline
             while claim.state == "busy" and time.monotonic() + _BUSY_POLL < end:
-                time.sleep(_BUSY_POLL)
-                claim = worker_claims().claim(job, result_key=result_key)
+                await asyncio.sleep(_BUSY_POLL)
+                claim = await claims.claim(job, result_key=result_key)
         if claim.state == "done":
             log.info("job %s model=%s already succeeded: no upstream call", job, request.model)
             return claim.stored["result"]
@@ -219,14 +285,16 @@ def run_job(
             log.warning("job %s model=%s still running elsewhere: no call", job, request.model)
             return None
         try:
-            return _answer(job, request, worker_registry(), started, stats or JobStats(), notify)
+            return await _answer(
+                job, request, worker_registry(), started, stats or JobStats(), notify
+            )
         except BaseException:
             with contextlib.suppress(redis.RedisError):  # else the claim expires on its own
-                worker_claims().release(job, claim.token)
+                await claims.release(job, claim.token)
             raise
 
 
-def _answer(
+async def _answer(
     job: str,
     request: ChatRequest,
     registry: Registry,
@@ -248,15 +316,15 @@ def _answer(
 
     provider = registry.resolve(request.model)[0].name
     stats.provider = provider
-    limiter = worker_limiter()
+    limiter = on_loop().limiter
     tokens = estimate_request_tokens(request)
     spent = {"input_tokens": 0, "output_tokens": 0}  # by answers that did not match
 
-    def one_call(deadline: float) -> ChatResponse:
+    async def one_call(deadline: float) -> ChatResponse:
         """Wait for a turn at the provider (not an attempt), then make one call."""
         asked, called = time.monotonic(), False
 
-        def upstream() -> ChatResponse:
+        async def upstream() -> ChatResponse:
             nonlocal called
             # A job of a chunk may have waited long for its turn at the provider: if its
             # batch was cancelled meanwhile, it must not be paid for.
@@ -266,7 +334,7 @@ def _answer(
             stats.waited += time.monotonic() - asked
             stats.calls += 1
             try:
-                return registry.chat(request, deadline=deadline)
+                return await registry.achat(request, deadline=deadline)
             except InvalidAnswer as exc:
                 # Paid for, though re-asked: its tokens count in the job's usage, and the
                 # error the job may end with carries the sum so far.
@@ -276,7 +344,7 @@ def _answer(
                 raise
 
         try:
-            return limiter.call(provider, upstream, tokens=tokens, deadline=deadline)
+            return await limiter.call(provider, upstream, tokens=tokens, deadline=deadline)
         except DeadlineExceeded as exc:
             if not called:  # the whole wait was for a turn that never came
                 stats.waited += time.monotonic() - asked
@@ -286,7 +354,7 @@ def _answer(
     # Waits for capacity happen here, inside the task and within the job's deadline, so
     # a job never holds its message past the broker's visibility timeout (deadline +
     # one read timeout + a margin; see worker/app.py).
-    response, attempts = run_with_retries(
+    response, attempts = await run_with_retries(
         one_call,
         RetryPolicy.from_settings(current_settings()),
         started=started,

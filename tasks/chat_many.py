@@ -5,8 +5,10 @@ updates, acknowledgement) whatever the job does; on two cores that overhead, not
 upstream, caps a fleet of one-message-per-call jobs at about a third of what the
 network allows. Bulk producers (`enqueue_many`, batches) therefore send chunks: each
 job in a chunk keeps its own task id, result, retries, claim and deadline, and the
-chunk's jobs run concurrently inside the task. Single `enqueue` jobs stay one message
-each, so Flower shows them one by one.
+chunk's jobs run concurrently as coroutines on the process's event loop (worker/aio.py),
+beside those of every other chunk the worker holds; the pool thread that took the
+message waits for them, and the message is acknowledged once every job's outcome is
+stored. Single `enqueue` jobs stay one message each, so Flower shows them one by one.
 
 If the worker dies, the chunk is delivered again; jobs that already succeeded are not
 called again (their ids are claimed, their results stored).
@@ -14,16 +16,17 @@ called again (their ids are claimed, their results stored).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import states
+from celery.exceptions import TaskRevokedError
 from celery.worker import state as worker_state
 
 from chatq.errors import ChatqError, ChunkFailed, InvalidRequest, JobFailed
@@ -31,11 +34,12 @@ from tasks.chat import (
     JobRevoked,
     PrivateRequest,
     job_ended,
+    on_loop,
     run_job,
-    worker_claims,
     worker_registry,
 )
-from worker.app import CHAT_MANY_TASK, app, chunk_summary
+from worker.aio import process_loop
+from worker.app import CHAT_MANY_TASK, app, chunk_summary, loop_redis
 from worker.chat.types import ChatRequest
 from worker.metrics import JobStats
 
@@ -93,11 +97,9 @@ def chat_many(self: Any, jobs: Any) -> dict[str, Any]:
     """
     started = time.monotonic()
     pairs = _pairs(jobs)
-    backend = self.backend
     if not pairs:
         return {"ok": 0}
-    with ThreadPoolExecutor(max_workers=len(pairs), thread_name_prefix="chatq-chunk") as pool:
-        outcomes = list(pool.map(lambda p: _one(p[0], p[1], backend, started), pairs))
+    outcomes = process_loop().run(_run_chunk(pairs, self.backend, started))
     counts = tally(outcomes)
     failed = sum(counts.get("failed", {}).values())
     if failed:
@@ -123,57 +125,79 @@ def tally(outcomes: list[_Outcome]) -> dict[str, Any]:
     return counts
 
 
-def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
+async def _run_chunk(pairs: list[tuple[str, Any]], backend: Any, started: float) -> list[_Outcome]:
+    """Every job of a chunk at once on the loop; their outcomes once all are stored.
+
+    Raises:
+        The first error that kept a job's outcome from being stored (Redis gone past
+        its retries), after every other job has ended.
+    """
+    ended = await asyncio.gather(
+        *(_one(job, data, backend, started) for job, data in pairs), return_exceptions=True
+    )
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return ended  # type: ignore[return-value]
+
+
+async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
     """Run one job of a chunk and store its outcome."""
     if job in worker_state.revoked:
         log.info("job %s was revoked: not run", job)
-        backend.mark_as_revoked(job, reason="revoked")  # an ended job: nobody waits for it
+        # An ended job: nobody waits for it.
+        await _store(backend, job, states.REVOKED, TaskRevokedError("revoked"))
         return _Outcome("skipped")
     stats, model = JobStats(), "?"
     try:
         request = ChatRequest.parse(data)
         model = request.model
         stats.provider = worker_registry().prepare(request)[0].name
-        response = run_job(job, request, backend=backend, started=started, stats=stats)
+        response = await run_job(job, request, backend=backend, started=started, stats=stats)
     except JobRevoked:
         log.info("job %s was revoked while it waited: not run", job)
-        backend.mark_as_revoked(job, reason="revoked")
+        await _store(backend, job, states.REVOKED, TaskRevokedError("revoked"))
         return _Outcome("skipped")
     except ChatqError as exc:
-        backend.mark_as_failure(job, exc)
+        await _store(backend, job, states.FAILURE, exc)
         job_ended(job, model, stats, error=exc)
         return _Outcome("failed", exc.label, dict(stats.retries))
     except Exception as exc:  # a job's own bug must not sink its chunk-mates
         log.exception("job %s model=%s failed unexpectedly", job, model[:120])
         error = JobFailed(f"{type(exc).__name__}: {exc}")
-        backend.mark_as_failure(job, error)
+        await _store(backend, job, states.FAILURE, error)
         job_ended(job, model, stats, error=error, logged=True)
         return _Outcome("failed", error.label, dict(stats.retries))
     if response is None:
         return _Outcome("skipped")
     try:
-        _store_success(backend, job, response)
+        await _store(backend, job, states.SUCCESS, response)
     except Exception:
         # Paid for but not stored (Redis gone past every retry): let go of the claim
         # so that the fleet's sweeper can run the job again rather than wait it out.
         with contextlib.suppress(Exception):
-            worker_claims().release_mine(job)
+            await on_loop().claims.release_mine(job)
         raise
     job_ended(job, model, stats, response=response)
     return _Outcome("ok", None, dict(stats.retries))
 
 
-def _store_success(backend: Any, job: str, response: dict) -> None:
-    """Store a job's success in one round trip (SET and PUBLISH, pipelined).
+async def _store(backend: Any, job: str, state: str, result: Any) -> None:
+    """Store a job's outcome as Celery's result backend would (the same document, key,
+    expiry and PUBLISH), in the loop's next pipeline.
 
-    Celery's own `mark_as_done` first reads the stored state so as not to overwrite a
+    Celery's own `store_result` first reads the stored state so as not to overwrite a
     success; here the job's claim already guarantees that, so that read is skipped.
     """
-    meta = backend._get_result_meta(
-        result=response, state=states.SUCCESS, traceback=None, request=None
-    )
+    result = backend.encode_result(result, state)  # an error as Celery stores one
+    meta = backend._get_result_meta(result=result, state=state, traceback=None, request=None)
     meta["task_id"] = job
-    backend.set(backend.get_key_for_task(job), backend.encode(meta))
+    key, value = backend.get_key_for_task(job), backend.encode(meta)
+    expires = backend.failure_expires if state == states.FAILURE else backend.expires
+    client = loop_redis()
+    stored = ("SETEX", key, int(expires), value) if expires else ("SET", key, value)
+    await asyncio.gather(client.execute_command(*stored),
+                         client.execute_command("PUBLISH", key, value))  # fmt: skip
 
 
 def _pairs(jobs: Any) -> list[tuple[str, Any]]:

@@ -130,20 +130,32 @@ def test_a_job_that_cannot_get_capacity_before_its_deadline_fails_saying_so(
 def test_chatq_limits_shows_the_configured_and_the_learned_state(
     redis_url, monkeypatch, capsys, tmp_path
 ):
+    import asyncio
     import json
 
     import redis
+    import redis.asyncio
 
     from tasks.cli import main
     from worker.limits import Limits, RedisBackend
 
+    async def a_call_drew_a_429() -> None:
+        aclient = redis.asyncio.Redis.from_url(redis_url)
+        backend, limits = RedisBackend(client, aclient), Limits(rate=50.0)
+        try:
+            grant = await backend.acquire(
+                "openrouter", limits, token="x", tokens=1, lease=30, max_wait=9
+            )
+            await backend.release("openrouter", limits, token="x", outcome="limited",
+                                  granted_at=grant.at, retry_after=30)  # fmt: skip
+        finally:
+            await aclient.aclose()
+
     client = redis.Redis.from_url(redis_url)
-    backend, limits = RedisBackend(client), Limits(rate=50.0)
-    grant = backend.acquire("openrouter", limits, token="x", tokens=1, lease=30, max_wait=9)
-    backend.release(
-        "openrouter", limits, token="x", outcome="limited", granted_at=grant.at, retry_after=30
-    )
-    client.close()
+    try:
+        asyncio.run(a_call_drew_a_429())
+    finally:
+        client.close()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("CHATQ_OPENROUTER_RPM", "3000")

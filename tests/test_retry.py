@@ -1,7 +1,10 @@
-"""The backoff maths and the loop that owns every retry, on a fake clock (nothing sleeps)."""
+"""The backoff maths and the loop that owns every retry, on a fake clock (nothing sleeps).
+
+The loop is a coroutine; each test runs it to its end with `asyncio.run`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -38,13 +41,13 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-    def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
 
 class Upstream:
-    """A `call` that raises the scripted errors in turn, then answers.
+    """A `call` (async) that raises the scripted errors in turn, then answers.
 
     Each script item is a factory, so every call raises a fresh error; with `forever`
     the call fails that way once the script is used up.
@@ -64,7 +67,7 @@ class Upstream:
     def calls(self) -> int:
         return len(self.deadlines)
 
-    def __call__(self, deadline: float) -> str:
+    async def __call__(self, deadline: float) -> str:
         self.deadlines.append(deadline)
         make = self.script.pop(0) if self.script else self.forever
         if make is None:
@@ -85,15 +88,17 @@ def run(
     paced: bool = False,
 ) -> tuple[str, int]:
     clock = clock or FakeClock()
-    return run_with_retries(
-        upstream,
-        policy,
-        started=clock() if started is None else started,
-        clock=clock,
-        sleep=clock.sleep,
-        rand=rand,
-        on_retry=on_retry,
-        paced=paced,
+    return asyncio.run(
+        run_with_retries(
+            upstream,
+            policy,
+            started=clock() if started is None else started,
+            clock=clock,
+            sleep=clock.sleep,
+            rand=rand,
+            on_retry=on_retry,
+            paced=paced,
+        )
     )
 
 
@@ -349,7 +354,8 @@ def test_the_deadline_given_to_each_call_is_the_jobs_start_plus_the_policy_deadl
 def test_the_job_starts_now_when_no_start_is_given():
     clock = FakeClock(now=42.0)
     upstream = Upstream()
-    run_with_retries(upstream, replace(ROOMY, deadline=10.0), clock=clock, sleep=clock.sleep)
+    policy = replace(ROOMY, deadline=10.0)
+    asyncio.run(run_with_retries(upstream, policy, clock=clock, sleep=clock.sleep))
     assert upstream.deadlines == [52.0]
 
 

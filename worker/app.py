@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis
+import redis.asyncio as aredis
 from celery import Celery, signals
 from celery.app.amqp import AMQP
 from celery.backends.redis import RedisBackend
@@ -34,7 +36,8 @@ from config import PROVIDERS, Settings, load_settings
 from worker.broker import TRANSPORT, Connection
 from worker.chat.registry import route
 from worker.embedded_redis import running_url
-from worker.redis_guard import RECONNECT_WINDOW, reconnecting
+from worker.redis_batch import RedisBatcher
+from worker.redis_guard import RECONNECT_WINDOW, reconnecting, reconnecting_async
 
 __all__ = [
     "CHAT_MANY_TASK",
@@ -46,6 +49,7 @@ __all__ = [
     "chunk_summary",
     "configure",
     "current_settings",
+    "loop_redis",
     "queue_for",
     "request_summary",
     "route_chat",
@@ -143,9 +147,9 @@ def celery_config(settings: Settings, redis_url: str) -> dict[str, Any]:
     """Celery's settings for chatq, from chatq's."""
     redis_url = tls_url(redis_url)
     pool_limit = settings.concurrency + 8
-    # Chunked jobs run up to concurrency x chunk size threads, each storing its own
-    # result and claim: they share this many Redis connections (blocking when all busy).
-    redis_connections = settings.concurrency * settings.chunk_size + 16
+    # Pool threads (single jobs' results, events) share this many Redis connections,
+    # blocking when all are busy; the jobs' own commands go through the event loop's.
+    redis_connections = settings.concurrency + 16
     vt = settings.visibility_timeout
     transport = {
         "visibility_timeout": vt,
@@ -228,8 +232,8 @@ def configure(settings: Settings, redis_url: str) -> Celery:
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
-    global _redis_client
-    _redis_client = None
+    global _redis_client, _loop_redis
+    _redis_client = _loop_redis = None
     return app
 
 
@@ -255,6 +259,34 @@ def worker_redis() -> redis.Redis:
             )
             _redis_client = redis.Redis(connection_pool=pool)
         return _redis_client
+
+
+_loop_redis: RedisBatcher | None = None
+_loop_redis_pid = 0
+
+
+def loop_redis() -> RedisBatcher:
+    """The Redis of the process's event loop (worker/aio.py): claims, limits, results
+    and metrics of every job in flight, batched into one pipeline per loop pass.
+
+    Call it on the loop only; the client is made there, on first use.
+    """
+    global _loop_redis, _loop_redis_pid
+    if _loop_redis is None or _loop_redis_pid != os.getpid():  # a forked child: its own
+        pool = aredis.BlockingConnectionPool.from_url(
+            app.conf.broker_url,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+            health_check_interval=25,
+            # A Redis restart must cost the jobs in flight a pause, not their outcomes.
+            retry=reconnecting_async(),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            # Batches, not jobs, hold connections: a few carry thousands of jobs.
+            max_connections=16,
+            timeout=60,
+        )
+        _loop_redis, _loop_redis_pid = RedisBatcher(aredis.Redis(connection_pool=pool)), os.getpid()
+    return _loop_redis
 
 
 def _lazy_config() -> dict[str, Any]:
@@ -284,8 +316,8 @@ class _App(Celery):
     amqp_cls = _AMQP
 
     def _get_backend(self) -> RedisBackend:
-        # A blocking pool: with chunked jobs many threads share a few connections and
-        # should wait for one rather than fail with "Too many connections".
+        # A blocking pool: the pool's threads share a few connections and should wait
+        # for one rather than fail with "Too many connections".
         pool = functools.partial(redis.BlockingConnectionPool, timeout=60)
         return _ResultBackend(app=self, url=self.conf.result_backend, connection_pool=pool)
 
@@ -318,7 +350,7 @@ def _match_pool_to_concurrency(
     # At this signal the worker has not yet read its --concurrency into `instance`.
     given = (options or {}).get("concurrency") or getattr(instance, "concurrency", None)
     concurrency = int(given or conf.worker_concurrency)
-    connections = concurrency * current_settings().chunk_size + 16
+    connections = concurrency + 16
     conf.worker_concurrency = concurrency  # what `inspect conf` and Flower's Config tab say
     conf.broker_pool_limit = concurrency + 8
     conf.redis_max_connections = connections

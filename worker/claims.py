@@ -6,6 +6,9 @@ claims the job id in Redis (SET NX with an expiry); a second delivery of a job t
 running elsewhere, or that already has a successful result, makes no upstream call.
 The claim expires before the broker's visibility timeout, so a job whose worker died
 holding it is run again by the next delivery.
+
+Claims are made on the worker's event loop: `client` is the loop's Redis (its
+commands batched with those of every other job in flight).
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-
-import redis
+from typing import Any, Protocol
 
 __all__ = ["Claim", "Claims"]
 
@@ -67,17 +69,22 @@ return 0
 """
 
 
+class _ScriptClient(Protocol):
+    def register_script(self, script: str) -> Any: ...
+
+
 class Claims:
     """Job-id claims in Redis.
 
     Args:
-        client: the Redis the queue uses.
+        client: the Redis the queue uses, as the event loop reaches it: an object with
+            redis.asyncio's `register_script` (worker/redis_batch.py's batcher).
         ttl: seconds a claim lives if its holder never releases it.
     """
 
     PREFIX = "chatq:claim:"
 
-    def __init__(self, client: redis.Redis, *, ttl: float):
+    def __init__(self, client: _ScriptClient, *, ttl: float):
         self._client = client
         self._ttl_ms = max(1, int(ttl * 1000))
         self._release = client.register_script(_RELEASE)
@@ -85,7 +92,7 @@ class Claims:
         self._claim = client.register_script(_CLAIM)
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
 
-    def claim(self, job_id: str, *, result_key: str) -> Claim:
+    async def claim(self, job_id: str, *, result_key: str) -> Claim:
         """Claim `job_id` unless its result (at `result_key`) is already a success.
 
         Returns:
@@ -94,7 +101,7 @@ class Claims:
             Claim("busy") when another execution holds it.
         """
         token = f"{self._owner}:{uuid.uuid4().hex[:8]}"
-        state, value = self._claim(
+        state, value = await self._claim(
             keys=[self.PREFIX + job_id, result_key], args=[token, self._ttl_ms]
         )
         state = state.decode() if isinstance(state, bytes) else state
@@ -102,10 +109,10 @@ class Claims:
             return Claim("done", stored=json.loads(value))
         return Claim(state, token=token if state == "claimed" else None)
 
-    def release(self, job_id: str, token: str) -> None:
+    async def release(self, job_id: str, token: str) -> None:
         """Give the claim up, if it is still ours."""
-        self._release(keys=[self.PREFIX + job_id], args=[token])
+        await self._release(keys=[self.PREFIX + job_id], args=[token])
 
-    def release_mine(self, job_id: str) -> None:
+    async def release_mine(self, job_id: str) -> None:
         """Give the claim up if this process holds it, whatever its token."""
-        self._release_mine(keys=[self.PREFIX + job_id], args=[self._owner + ":"])
+        await self._release_mine(keys=[self.PREFIX + job_id], args=[self._owner + ":"])

@@ -18,6 +18,7 @@ price data.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -25,6 +26,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
@@ -40,6 +42,7 @@ __all__ = [
     "KEY_PREFIX",
     "FleetCollector",
     "JobStats",
+    "MetricsBuffer",
     "MetricsRecorder",
     "exposition",
     "registry_for",
@@ -117,41 +120,108 @@ class MetricsRecorder:
         Raises:
             redis.RedisError: the counters could not be written (callers log and go on).
         """
-        provider = stats.provider or "unknown"
-        adds: list[tuple[str, tuple[str, ...], float]] = [
-            ("jobs", (provider, "failed" if error is not None else "succeeded"), 1),
-            ("upstream_calls", (provider,), stats.calls),
-            ("rate_limited", (provider,), stats.rate_limited + isinstance(error, RateLimited)),
-            ("limiter_wait_seconds", (provider,), round(stats.waited, 6)),
-        ]
-        adds += [("retries", (provider, reason), n) for reason, n in stats.retries.items()]
-        if error is not None:
-            adds.append(("errors", (provider, type(error).__name__, str(error.status or "")), 1))
-        if response is not None:
-            adds.append(("tokens", (provider, "in"), int(response.get("input_tokens") or 0)))
-            adds.append(("tokens", (provider, "out"), int(response.get("output_tokens") or 0)))
-            cost = response.get("cost")
-            if cost and not response.get("cached"):
-                adds.append(("cost_dollars", (provider,), float(cost)))
         pipe = self.client.pipeline(transaction=False)
-        written = set()
-        for name, labels, amount in adds:
-            if not amount:
-                continue
-            if isinstance(amount, float):
-                pipe.hincrbyfloat(KEY_PREFIX + name, _SEP.join(labels), amount)
-            else:
-                pipe.hincrby(KEY_PREFIX + name, _SEP.join(labels), int(amount))
-            written.add(KEY_PREFIX + name)
-        # A job's numbers go to a handful of hashes; renewing their TTL on every job
-        # would double the pipeline, so each process renews a hash now and then.
-        now = time.monotonic()
-        renewed = _RENEWED.setdefault(self.client, {})
-        for key in sorted(written):
-            if now - renewed.get(key, -math.inf) >= min(60.0, self.ttl / 10):
-                pipe.expire(key, self.ttl)
-                renewed[key] = now
+        for command in _commands(_increments(stats, response, error), self.client, self.ttl):
+            pipe.execute_command(*command)
         pipe.execute()
+
+
+class MetricsBuffer:
+    """A worker process's counts, added up in memory and written to the fleet's
+    counters every `interval` seconds (and when the worker stops), from its event loop.
+
+    Thousands of jobs a second each writing a handful of counters would cost Redis and
+    the worker more than the jobs' own claims and results; added up first, a second's
+    jobs cost one write per counter. A process killed outright loses at most the last
+    second's counts (metrics, never outcomes).
+
+    Args:
+        client: the loop's Redis (worker/redis_batch.py), with `execute_command`.
+        ttl: as for MetricsRecorder.
+        interval: seconds between writes.
+    """
+
+    def __init__(self, client: Any, *, ttl: int = 7 * 24 * 3600, interval: float = 1.0):
+        self.client = client
+        self.ttl = ttl
+        self.interval = interval
+        self._counts: Counter[tuple[str, tuple[str, ...]]] = Counter()
+        self._writer: asyncio.Task | None = None
+
+    def job_ended(
+        self, stats: JobStats, *, response: dict | None = None, error: ChatqError | None = None
+    ) -> None:
+        """Add one ended job's numbers; call it on the loop."""
+        for name, labels, amount in _increments(stats, response, error):
+            self._counts[(name, labels)] += amount
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_every())
+
+    async def flush(self) -> None:
+        """Write what was added up so far; kept for the next write if Redis fails."""
+        counts, self._counts = self._counts, Counter()
+        adds = [(name, labels, amount) for (name, labels), amount in counts.items()]
+        commands = _commands(adds, self.client, self.ttl)
+        try:
+            await asyncio.gather(*(self.client.execute_command(*c) for c in commands))
+        except redis.RedisError as exc:
+            log.info("metrics not written yet (%s): kept for the next write", type(exc).__name__)
+            self._counts.update(counts)
+
+    async def _write_every(self) -> None:
+        while self._counts:
+            await asyncio.sleep(self.interval)
+            await self.flush()
+
+
+_Increment = tuple[str, tuple[str, ...], float]
+
+
+def _increments(
+    stats: JobStats, response: dict | None, error: ChatqError | None
+) -> list[_Increment]:
+    """What one ended job adds to each counter (name, label values, amount)."""
+    provider = stats.provider or "unknown"
+    adds: list[_Increment] = [
+        ("jobs", (provider, "failed" if error is not None else "succeeded"), 1),
+        ("upstream_calls", (provider,), stats.calls),
+        ("rate_limited", (provider,), stats.rate_limited + isinstance(error, RateLimited)),
+        ("limiter_wait_seconds", (provider,), round(stats.waited, 6)),
+    ]
+    adds += [("retries", (provider, reason), n) for reason, n in stats.retries.items()]
+    if error is not None:
+        adds.append(("errors", (provider, type(error).__name__, str(error.status or "")), 1))
+    if response is not None:
+        adds.append(("tokens", (provider, "in"), int(response.get("input_tokens") or 0)))
+        adds.append(("tokens", (provider, "out"), int(response.get("output_tokens") or 0)))
+        cost = response.get("cost")
+        if cost and not response.get("cached"):
+            adds.append(("cost_dollars", (provider,), float(cost)))
+    return adds
+
+
+def _commands(adds: Iterable[_Increment], client: Any, ttl: int) -> list[tuple[Any, ...]]:
+    """The Redis commands adding `adds` to the counters' hashes, and renewing their TTL."""
+    commands: list[tuple[Any, ...]] = []
+    written = set()
+    for name, labels, amount in adds:
+        if not amount:
+            continue
+        key, fieldname = KEY_PREFIX + name, _SEP.join(labels)
+        if isinstance(amount, float):
+            commands.append(("HINCRBYFLOAT", key, fieldname, repr(amount)))
+        else:
+            commands.append(("HINCRBY", key, fieldname, int(amount)))
+        written.add(key)
+    # A job's numbers go to a handful of hashes; renewing their TTL on every write
+    # would double the commands, so each process renews a hash now and then.
+    now = time.monotonic()
+    renewed = _RENEWED.setdefault(client, {})
+    for key in sorted(written):
+        if now - renewed.get(key, -math.inf) >= min(60.0, ttl / 10):
+            commands.append(("EXPIRE", key, ttl))
+            renewed[key] = now
+    return commands
 
 
 class FleetCollector(Collector):

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import redis
 from celery.exceptions import BackendError
 from kombu.exceptions import OperationalError
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -27,6 +28,7 @@ __all__ = [
     "UNREACHABLE",
     "bounded_client",
     "reconnecting",
+    "reconnecting_async",
     "translated",
     "unavailable",
 ]
@@ -39,12 +41,21 @@ _BACKOFF_CAP = 2.0
 def reconnecting(window: float = RECONNECT_WINDOW) -> Retry:
     """A redis-py retry policy that reconnects for about `window` seconds: waits of
     0.1, 0.2, ... doubling up to 2 s, as many as it takes to cover the window."""
+    return Retry(*_reconnect_waits(window))
+
+
+def reconnecting_async(window: float = RECONNECT_WINDOW) -> AsyncRetry:
+    """`reconnecting`, for redis-py's asyncio client (the worker's event loop)."""
+    return AsyncRetry(*_reconnect_waits(window))
+
+
+def _reconnect_waits(window: float) -> tuple[ExponentialBackoff, int]:
     backoff = ExponentialBackoff(cap=_BACKOFF_CAP, base=0.05)
     waits, total = 0, 0.0
     while total < window:
         waits += 1
         total += backoff.compute(waits)
-    return Retry(backoff, waits)
+    return backoff, waits
 
 
 def bounded_client(url: str, *, timeout: float) -> redis.Redis:

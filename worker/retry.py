@@ -5,15 +5,19 @@ fewer for errors that cap themselves (a malformed body: 3), and never runs past 
 deadline (CHATQ_JOB_DEADLINE). Waits happen inside the task, so a job's message stays
 with the worker that runs it, and the broker's visibility timeout is set above the
 deadline: the broker never hands a job that is still waiting to a second worker.
+
+The loop is a coroutine: jobs' calls run on the worker process's event loop
+(`worker/aio.py`), and a wait between attempts is an awaited sleep, not a thread asleep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -75,23 +79,25 @@ def backoff_delay(
     return delay
 
 
-def run_with_retries(
-    call: Callable[[float], T],
+async def run_with_retries(
+    call: Callable[[float], Awaitable[T]],
     policy: RetryPolicy,
     *,
     started: float | None = None,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rand: Callable[[], float] = random.random,
     on_retry: Callable[[ChatqError, int, float], None] | None = None,
     paced: bool = False,
 ) -> tuple[T, int]:
-    """Call `call(deadline)` until it succeeds; return (its result, the calls made).
+    """Await `call(deadline)` until it succeeds; return (its result, the calls made).
 
     Args:
-        call: makes one upstream call; gets the monotonic deadline it must not outlast.
+        call: makes one upstream call (a coroutine function); gets the monotonic
+            deadline it must not outlast.
         policy: attempts, backoff and deadline.
         started: when the job started (monotonic); default now.
+        clock, sleep, rand: the monotonic clock, the (async) sleep, the randomness.
         on_retry: told (error, attempt, wait) before each wait.
         paced: a fleet-wide limiter admits each call (worker/limits): after a 429 the
             next call is not delayed here, since the limiter pauses every caller
@@ -116,7 +122,7 @@ def run_with_retries(
             )
         attempt += 1
         try:
-            return call(deadline), attempt
+            return await call(deadline), attempt
         except ChatqError as exc:
             error = exc
         by_type[type(error)] += 1
@@ -158,7 +164,7 @@ def run_with_retries(
             )
         if on_retry is not None:
             on_retry(error, attempt, wait)
-        sleep(wait)
+        await sleep(wait)
 
 
 def _gave_up(error: ChatqError, attempts: int) -> ChatqError:

@@ -3,7 +3,8 @@ chatq's tasks (worker/app.py includes this module).
 
 - A worker process starts: its heartbeat starts beating (and, in the process that
   consumes messages, the sweeper starts, sweeping whenever it holds the lease).
-- A chatq task starts: its message's journal entry is marked received by this process.
+- A chatq task starts: its message's journal entry is marked received by this process
+  (from its event loop, batched with the jobs' commands).
 - The worker shuts down (after its in-flight jobs): both stop, the heartbeat key goes.
 """
 
@@ -16,9 +17,10 @@ import redis
 from celery import signals
 
 from chatq.redaction import redact
-from tasks.recovery.journal import Journal
+from tasks.recovery.journal import Receipts
 from tasks.recovery.sweeper import Sweeper
-from worker.app import CHAT_MANY_TASK, CHAT_TASK, app, current_settings, worker_redis
+from worker.aio import process_loop
+from worker.app import CHAT_MANY_TASK, CHAT_TASK, app, current_settings, loop_redis
 from worker.heartbeat import Heartbeat, this_process
 from worker.redis_memory import persistence_warning
 
@@ -32,7 +34,7 @@ class _Running:
 
     heartbeat: Heartbeat | None = None
     sweeper: Sweeper | None = None
-    journal: Journal | None = None
+    receipts: Receipts | None = None
 
 
 def _client() -> redis.Redis:
@@ -90,9 +92,14 @@ def _worker_stopping(**kw: Any) -> None:
 def _message_taken(sender: Any = None, task_id: str | None = None, **kw: Any) -> None:
     if getattr(sender, "name", None) not in (CHAT_TASK, CHAT_MANY_TASK) or not task_id:
         return
+    # On the loop, with the jobs' own claims: the pool thread does not wait for it.
+    process_loop().submit(_mark_received(task_id, this_process()))
+
+
+async def _mark_received(task_id: str, holder: str) -> None:
     try:
-        if _Running.journal is None:
-            _Running.journal = Journal(worker_redis(), ttl=current_settings().result_ttl)
-        _Running.journal.received(task_id, this_process())
+        if _Running.receipts is None:
+            _Running.receipts = Receipts(loop_redis(), ttl=current_settings().result_ttl)
+        await _Running.receipts.received(task_id, holder)
     except redis.RedisError as exc:  # the sweeper finds the message by its jobs instead
         log.warning("message %s: not marked received (%s)", task_id, type(exc).__name__)

@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["Entry", "Journal", "server_time"]
+__all__ = ["Entry", "Journal", "Receipts", "server_time"]
 
 PREFIX = "chatq:journal:"
 RUNNING = PREFIX + "running"
@@ -53,6 +53,27 @@ if t > front then redis.call('HSET', KEYS[3], q, string.format('%.6f', t)) end
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 return 1
 """
+
+
+class Receipts:
+    """The worker's side of the journal, on its event loop: mark the entry of a message
+    it took as received (`Journal.received`, its commands batched with the jobs')."""
+
+    def __init__(self, client: Any, *, ttl: int):
+        self.ttl = ttl
+        self._received = client.register_script(_RECEIVED)
+
+    async def received(self, entry_id: str, holder: str) -> bool:
+        """As `Journal.received`."""
+        return bool(await self._received(**_receipt(entry_id, holder, self.ttl)))
+
+
+def _receipt(entry_id: str, holder: str, ttl: int) -> dict[str, list]:
+    """The keys and arguments of the receipt script for one entry."""
+    return {
+        "keys": [PREFIX + entry_id, RUNNING, FRONT],
+        "args": [holder, PREFIX + "queued:", entry_id, ttl],
+    }
 
 
 def server_time(client: redis.Redis) -> float:
@@ -139,12 +160,7 @@ class Journal:
     def received(self, entry_id: str, holder: str) -> bool:
         """Mark the entry of a message this worker (`host:pid`) just took; whether it
         had one (messages published by other clients have none)."""
-        return bool(
-            self._received(
-                keys=[self.key(entry_id), RUNNING, FRONT],
-                args=[holder, PREFIX + "queued:", entry_id, self.ttl],
-            )
-        )
+        return bool(self._received(**_receipt(entry_id, holder, self.ttl)))
 
     # -- the sweeper ---------------------------------------------------------------------
     def running(self, *, limit: int = 1000) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 
 from config import KEYED_PROVIDERS, Settings, load_settings
 from tests.fake_upstream import FakeUpstream
+from worker.aio import process_loop
 from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest
@@ -85,9 +86,18 @@ def make_settings(environ: dict[str, str], tmp_path: Path) -> Callable[..., Sett
 
 
 @pytest.fixture
-def make_registry(make_settings: Callable[..., Settings]) -> Callable[..., Registry]:
-    """`make_registry(NAME=value, OTHER=None)`: a registry built from changed settings."""
-    return lambda **changes: build_registry(make_settings(**changes))
+def make_registry(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Registry]]:
+    """`make_registry(NAME=value, OTHER=None)`: a registry built from changed settings;
+    its pooled connections are closed when the test ends."""
+    made: list[Registry] = []
+
+    def make(**changes: str | None) -> Registry:
+        made.append(build_registry(make_settings(**changes)))
+        return made[-1]
+
+    yield make
+    for registry in made:
+        process_loop().run(registry.aclose())
 
 
 @pytest.fixture

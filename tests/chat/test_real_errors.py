@@ -4,6 +4,8 @@ in the message a person reads."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from chatq.errors import (
@@ -16,6 +18,7 @@ from chatq.errors import (
     UpstreamUnavailable,
 )
 from tests.fake_upstream import REAL_ERRORS, Answer
+from worker.aio import process_loop
 from worker.retry import RetryPolicy, run_with_retries
 
 OPENAI_FAMILY = ["openrouter/openai/gpt-4o-mini", "opencode/grok-code", "kimi/kimi-for-coding"]
@@ -69,8 +72,9 @@ def test_a_spent_quota_ends_the_job_after_one_call(registry, upstream, ask):
     request = ask("kimi/kimi-for-coding")
 
     with pytest.raises(QuotaExhausted) as caught:
-        run_with_retries(lambda deadline: registry.chat(request), RetryPolicy(max_attempts=6),
-                         sleep=lambda s: None)  # fmt: skip
+        process_loop().run(run_with_retries(lambda deadline: registry.achat(request),
+                                            RetryPolicy(max_attempts=6),
+                                            sleep=lambda s: asyncio.sleep(0)))  # fmt: skip
 
     assert caught.value.facts["attempts"] == 1
     assert upstream.calls == 1

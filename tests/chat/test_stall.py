@@ -11,6 +11,7 @@ import pytest
 
 from chatq.errors import MalformedResponse, UpstreamTimeout
 from tests.fake_upstream import Answer
+from worker.aio import process_loop
 from worker.retry import RetryPolicy, run_with_retries
 
 MODELS = ["ollama/llama3", "ollama_cloud/gpt-oss", "openrouter/acme/m1"]
@@ -55,8 +56,8 @@ def test_a_silent_upstream_costs_the_idle_timeout_then_the_retry_answers(idle, u
     upstream.push(Answer.slow(5), Answer())
     policy = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05, deadline=30)
     started = time.monotonic()
-    answer, attempts = run_with_retries(lambda deadline: idle.chat(ask("ollama/llama3")),
-                                        policy, started=started)  # fmt: skip
+    call = lambda deadline: idle.achat(ask("ollama/llama3"), deadline=deadline)  # noqa: E731
+    answer, attempts = process_loop().run(run_with_retries(call, policy, started=started))
     assert attempts == 2 and answer.content == "echo: hello"
     assert time.monotonic() - started < 1.5
 
@@ -67,6 +68,18 @@ def test_the_request_timeout_bounds_a_whole_streamed_answer(idle, upstream, ask)
     with pytest.raises(UpstreamTimeout):
         idle.chat(ask("ollama/llama3", timeout=1))
     assert time.monotonic() - started < 1.8
+
+
+def test_a_trickle_cannot_outlast_the_request_timeout(make_registry, upstream, ask):
+    # A piece every second, each within the idle timeout: only the bound on the whole
+    # answer stops it, at the request's timeout rather than at the next piece.
+    registry = make_registry(CHATQ_IDLE_TIMEOUT="1.2", CHATQ_TIMEOUT="30")
+    upstream.push(Answer.trickle(4, pieces=4))
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout) as caught:
+        registry.chat(ask("ollama/llama3", timeout=1.5))
+    assert 1.4 < time.monotonic() - started < 1.8
+    assert "time ran out" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,29 @@ def test_no_wait_outlasts_the_deadline(registry, upstream, ask):
     assert time.monotonic() - started < 1.2
 
 
+def test_no_connection_within_the_connect_timeout_is_a_timeout(make_registry, ask):
+    # A listener whose backlog is full: the kernel leaves further connections unanswered.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        waiting = [socket.socket() for _ in range(4)]
+        for sock in waiting:
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+        registry = make_registry(OLLAMA_URL=f"http://127.0.0.1:{port}", CHATQ_CONNECT_TIMEOUT="0.3")
+
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout) as caught:
+            registry.chat(ask("llama3.2"))
+
+        for sock in waiting:
+            sock.close()
+    assert time.monotonic() - started < 1.5
+    assert "no connection" in str(caught.value) and "0.3s" in str(caught.value)
+    assert caught.value.retryable
+
+
 def test_a_refused_connection_means_the_upstream_is_unavailable(make_registry, ask):
     registry = make_registry(OLLAMA_URL=f"http://127.0.0.1:{_closed_port()}")
 
@@ -130,6 +153,17 @@ def test_the_next_call_works_after_a_failed_one(registry, upstream, ask):
             registry.chat(ask("llama3.2"))
 
     assert registry.chat(ask("llama3.2", "again")).content == "echo: again"
+
+
+def test_a_redirect_is_not_followed_since_it_would_send_the_call_again(registry, upstream, ask):
+    upstream.push(Answer.error(308, {"error": "moved"}, Location=upstream.url + "/api/chat"))
+
+    with pytest.raises(UpstreamError) as caught:
+        registry.chat(ask("llama3.2"))
+
+    assert upstream.calls == 1
+    assert caught.value.status == 308 and not caught.value.retryable
+    assert f"redirects to {upstream.url}/api/chat" in str(caught.value)
 
 
 def test_cookies_set_by_one_answer_are_not_sent_with_the_next_call(registry, upstream, ask):

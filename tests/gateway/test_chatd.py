@@ -105,12 +105,18 @@ def test_healthz_checks_redis_and_a_live_worker(gw):
 
 
 def test_metrics_count_the_jobs_the_gateway_ran(gw):
+    series = 'chatq_jobs_total{outcome="succeeded",provider="mock"}'
     with gw.client() as http:
         for _ in range(3):
             assert http.post("/v1/chat", json={"model": "mock/echo", "messages": HELLO}).is_success
-        reply = http.get("/metrics")
+        # A worker writes the counts it added up once a second.
+        end = time.monotonic() + 5
+        while True:
+            reply = http.get("/metrics")
+            counted = [line for line in reply.text.splitlines() if line.startswith(series)]
+            if (counted and float(counted[0].split()[-1]) >= 3) or time.monotonic() > end:
+                break
+            time.sleep(0.2)
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
-    series = 'chatq_jobs_total{outcome="succeeded",provider="mock"}'
-    counted = [line for line in reply.text.splitlines() if line.startswith(series)]
     assert counted and float(counted[0].split()[-1]) >= 3
     assert 'chatq_queue_depth{queue="chat.mock"}' in reply.text

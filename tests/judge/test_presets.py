@@ -3,6 +3,7 @@ mock judge, asks for its framework's format and reads the answers by its rule.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -29,7 +30,7 @@ def run_on_mock(tmp_path, options, n=12):
     lines = list(source.lines())
     results = []
     for line in lines:
-        response = MockProvider().chat(line.request, "score")
+        response = asyncio.run(MockProvider().chat(line.request, "score"))
         results.append(Result(line.custom_id, line.number, "t", response.model_dump(), None))
     rows = list(judge_rows(results, options, lengths=source.answer_lengths()))
     tally = Tally(options)

@@ -33,7 +33,7 @@ class MockProvider(Provider):
 
     name = "mock"
 
-    def chat(
+    async def chat(
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
     ) -> ChatResponse:
         started = time.perf_counter()

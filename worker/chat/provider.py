@@ -53,10 +53,10 @@ class Provider(ABC):
         return InvalidRequest(f"{self.name} cannot take {what}", field=field, provider=self.name)
 
     @abstractmethod
-    def chat(
+    async def chat(
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
     ) -> ChatResponse:
-        """Make one upstream call.
+        """Make one upstream call (a coroutine on the process's loop).
 
         Args:
             request: the validated request (its `model` still carries the prefix).
@@ -66,6 +66,11 @@ class Provider(ABC):
         Raises:
             UpstreamError: or a subclass, when the call fails.
         """
+
+    async def aclose(self) -> None:
+        """Let go of what the provider holds open (its pooled connections); the base
+        class holds nothing."""
+        return None
 
 
 class HttpProvider(Provider):
@@ -87,7 +92,7 @@ class HttpProvider(Provider):
         #: Options its family does not share but this provider knows (provider table).
         self.honours = type(self).honours | frozenset(also_honours)
         #: Upstream models that answered a JSON Schema with 400/422 but JSON mode with an
-        #: answer (a set's add is atomic: the pool's threads share it).
+        #: answer (shared by every call of the process, all on its one loop).
         self._refuses_schemas: set[str] = set()
         self.transport = transport
         self.timeout = timeout
@@ -96,7 +101,7 @@ class HttpProvider(Provider):
         self.stream = stream
         self.idle_timeout = idle_timeout or timeout.read
 
-    def chat(
+    async def chat(
         self, request: ChatRequest, upstream_model: str, *, deadline: float | None = None
     ) -> ChatResponse:
         """One call; when the provider refuses a JSON Schema (400, 422), one more in JSON
@@ -105,22 +110,21 @@ class HttpProvider(Provider):
         batch does not pay each of its lines a refused call."""
         started = time.perf_counter()
         notes = []
-        json_mode = request.model_copy(update={"format": "json"})
         if isinstance(request.format, dict) and upstream_model in self._refuses_schemas:
             notes.append(f"{self.name} refused JSON Schemas for {upstream_model} earlier: "
                          "asked in JSON mode; the answer was checked against the schema "
                          "by chatq")  # fmt: skip
-            reply = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+            reply = await self._call_in_json_mode(request, upstream_model, deadline)
         else:
             try:
-                reply = self._call(request, self.payload(request, upstream_model), deadline)
+                reply = await self._call(request, self.payload(request, upstream_model), deadline)
             except BadRequest as exc:
                 if not isinstance(request.format, dict):
                     raise
                 notes.append(f"{self.name} refused the JSON Schema ({exc.status}): asked in "
                              "JSON mode instead; the answer was checked against the schema "
                              "by chatq")  # fmt: skip
-                reply = self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+                reply = await self._call_in_json_mode(request, upstream_model, deadline)
                 # Only once JSON mode was taken: a 400 for another cause fails again above.
                 self._refuses_schemas.add(upstream_model)
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -141,7 +145,16 @@ class HttpProvider(Provider):
             **fields,
         )
 
-    def _call(self, request: ChatRequest, payload: dict[str, Any], deadline: float | None) -> Reply:
+    async def _call_in_json_mode(
+        self, request: ChatRequest, upstream_model: str, deadline: float | None
+    ) -> Reply:
+        """`request` asked for JSON (any JSON) instead of its JSON Schema."""
+        json_mode = request.model_copy(update={"format": "json"})
+        return await self._call(json_mode, self.payload(json_mode, upstream_model), deadline)
+
+    async def _call(
+        self, request: ChatRequest, payload: dict[str, Any], deadline: float | None
+    ) -> Reply:
         """POST `payload`, streamed or not; the decoded body and the budget it announced."""
         now = time.monotonic()
         if self.stream:
@@ -153,7 +166,7 @@ class HttpProvider(Provider):
             read = request.timeout or self.timeout.read
             idle = Timeout(self.timeout.connect, min(self.idle_timeout, read))
             timeout = idle.clipped(until - now if until is not None else None)
-            return self.transport.post_stream(
+            return await self.transport.post_stream(
                 self.path, payload, timeout=timeout, until=until, assemble=self.assemble
             )
         timeout = self.timeout
@@ -161,7 +174,11 @@ class HttpProvider(Provider):
             timeout = Timeout(timeout.connect, request.timeout)
         if deadline is not None:
             timeout = timeout.clipped(deadline - now)
-        return self.transport.post_json(self.path, payload, timeout=timeout)
+        return await self.transport.post_json(self.path, payload, timeout=timeout, until=deadline)
+
+    async def aclose(self) -> None:
+        """Close the transport's pooled connections."""
+        await self.transport.aclose()
 
     @abstractmethod
     def payload(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:

@@ -47,7 +47,9 @@ class RateBudget:
 def read_budget(headers: Mapping[str, str], *, now: float | None = None) -> RateBudget | None:
     """The budget `headers` announce, or None when they announce none (resets measured
     from `now`, default the clock). Unreadable values count as absent."""
-    lowered = {k.lower(): v for k, v in headers.items()}
+    lowered = {k.lower(): v for k, v in headers.items() if k[:12].lower() == "x-ratelimit-"}
+    if not lowered:  # most answers: read on every call, so the common case is cheap
+        return None
     now = time.time() if now is None else now
 
     def pick(*names: str) -> str | None:

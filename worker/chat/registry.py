@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from chatq.errors import ChatqError, InvalidRequest, ProviderNotFound
 from config.providers import TABLE
+from worker.aio import process_loop
 from worker.chat.provider import Provider
 from worker.chat.structured import check_answer
 from worker.chat.telemetry import Telemetry
@@ -133,8 +134,13 @@ class Registry:
         provider.check(request)
         return provider, upstream_model
 
-    def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
-        """Resolve the request's model and make one upstream call, counting it.
+    async def achat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
+        """Resolve the request's model and make one upstream call, counting it (a
+        coroutine on the process's loop, `worker.aio`).
+
+        Args:
+            request: the validated request.
+            deadline: a `time.monotonic()` instant no wait of the call may outlast.
 
         Raises:
             InvalidRequest, ProviderNotFound: the model cannot be routed, or its provider
@@ -145,7 +151,7 @@ class Registry:
         provider, upstream_model = self.prepare(request)
         started = time.perf_counter()
         try:
-            response = provider.chat(request, upstream_model, deadline=deadline)
+            response = await provider.chat(request, upstream_model, deadline=deadline)
             response = check_answer(response, request.format)
         except ChatqError as exc:
             exc.facts.setdefault("model", request.model)
@@ -153,6 +159,20 @@ class Registry:
             raise
         self.telemetry.record(provider.name, _ms_since(started), None)
         return response
+
+    def chat(self, request: ChatRequest, *, deadline: float | None = None) -> ChatResponse:
+        """`achat`, blocking: for callers that are not on the loop (tests, one-off tools).
+        It runs on this process's loop; never call it from the loop's own thread.
+
+        Raises:
+            As `achat`; RuntimeError when called from the loop's thread.
+        """
+        return process_loop().run(self.achat(request, deadline=deadline))
+
+    async def aclose(self) -> None:
+        """Close every provider's pooled connections (on the loop the calls ran on)."""
+        for provider in self._providers.values():
+            await provider.aclose()
 
 
 def _ms_since(started: float) -> float:

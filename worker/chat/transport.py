@@ -1,31 +1,35 @@
-"""The HTTP boundary: one pooled session per provider, and the one place where
-`requests` errors and upstream error statuses (by `upstream_errors`) become chatq errors.
+"""The HTTP boundary: one pooled aiohttp session per provider, and the one place where
+aiohttp's errors and upstream error statuses (by `upstream_errors`) become chatq errors.
+
+Every call is a coroutine on the process's event loop (`worker.aio`). A POST is never
+sent twice by this module or by aiohttp: aiohttp re-sends a request on a stale pooled
+connection only for idempotent methods (`IDEMPOTENT_METHODS` in aiohttp's client), and
+redirects are not followed (a 307 or 308 would send the call again, elsewhere).
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.cookiejar
+import asyncio
 import json
-import socket
+import os
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+import aiohttp
 
-from chatq.errors import (
-    MalformedResponse,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from chatq.errors import MalformedResponse, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from worker.chat.rate_budget import RateBudget, read_budget
 from worker.chat.upstream_errors import error_for_status
 
 __all__ = ["Reply", "Timeout", "Transport"]
+
+#: aiohttp rounds a timeout of more than `ceil_threshold` seconds up to a whole second
+#: of the loop's clock (to share timers); ours are bounds a user set, kept exact.
+_EXACT = float("inf")
+_STREAMED_TYPES = ("event-stream", "ndjson")
 
 
 @dataclass(frozen=True)
@@ -52,23 +56,29 @@ class Timeout:
         return Timeout(min(self.connect, remaining), min(self.read, remaining))
 
 
-class _NoCookies(http.cookiejar.CookiePolicy):
-    """Providers are stateless APIs: a shared session must not carry one call's cookies."""
+class _Answer(NamedTuple):
+    """What came back over the wire, before it is judged (its headers: aiohttp's
+    case-insensitive mapping)."""
 
-    return_ok = set_ok = domain_return_ok = path_return_ok = lambda self, *a, **k: False
-    netscape = True
-    rfc2965 = hide_cookie2 = False
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 class Transport:
-    """POSTs JSON to one provider over a pooled, thread-safe `requests.Session`.
+    """POSTs JSON to one provider over a pooled `aiohttp.ClientSession`.
+
+    The session is opened on the first call, inside the running loop (a transport is
+    built in an ordinary thread, before any loop runs). A session belongs to the loop it
+    was opened on: a call from another loop (a forked child's) opens one of its own and
+    leaves the old one alone, its sockets not this loop's to close.
 
     Args:
         provider: the provider's name, recorded on every error.
         base_url: prefixed to every path.
         headers: sent with every call (the Authorization header lives here only).
-        pool_size: connections kept per host; match the worker's concurrency.
-        session: a ready session (tests may hand in their own).
+        pool_size: connections kept open at most; match the calls a process has in
+            flight (a call beyond it waits for a free connection).
     """
 
     def __init__(
@@ -78,35 +88,38 @@ class Transport:
         *,
         headers: Mapping[str, str] | None = None,
         pool_size: int = 64,
-        session: requests.Session | None = None,
     ):
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         self._headers = {"Content-Type": "application/json", **(headers or {})}
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.cookies.set_policy(_NoCookies())
-            session.trust_env = False
-        self._session = session
+        self._pool_size = pool_size
+        self._urls: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def post_json(self, path: str, payload: Mapping[str, Any], *, timeout: Timeout) -> Reply:
+    async def post_json(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        *,
+        timeout: Timeout,
+        until: float | None = None,
+    ) -> Reply:
         """POST `payload` to `base_url + path`; the decoded JSON answer and its budget.
 
+        `until` (a `time.monotonic()` instant), when given, bounds the whole call.
+
         Raises:
-            UpstreamTimeout: no connection or no answer within `timeout`.
+            UpstreamTimeout: no connection or no answer within `timeout`, or still
+                answering at `until`.
             UpstreamUnavailable: the connection was refused or reset.
             UpstreamError: (or a subclass) the answer's status is not 2xx.
-            MalformedResponse: a 2xx answer whose body is not JSON.
+            MalformedResponse: a 2xx answer whose body is not JSON, or cut short.
         """
-        with self._calling(timeout):
-            resp = self._post(path, payload, timeout, stream=False)
-            body = resp.content
-        return Reply(self._decode(resp, body), read_budget(resp.headers))
+        answer = await self._exchange(path, payload, timeout, until, by_chunk=False)
+        return Reply(self._decode(answer), read_budget(answer.headers))
 
-    def post_stream(
+    async def post_stream(
         self,
         path: str,
         payload: Mapping[str, Any],
@@ -119,147 +132,181 @@ class Transport:
         or server-sent events) into the answer a non-streamed call would have given.
 
         `timeout.read` is the idle timeout: the longest wait for the next bytes, the first
-        ones included. `until` (a `time.monotonic()` instant) bounds the whole answer. An
-        upstream that answers with one JSON body instead is read as such.
+        ones included. `until` (a `time.monotonic()` instant) bounds the whole answer: it
+        is checked as the bytes arrive, and a hard bound stops a trickle that would
+        outlast it. The lines are gathered as they arrive, then assembled. An upstream
+        that answers with one JSON body instead (any other Content-Type) is read as such.
 
         Raises:
             UpstreamTimeout: no connection in time, no bytes for `timeout.read` seconds
                 (a stall, before or in the middle of the answer), or still answering at
                 `until`.
-            UpstreamUnavailable, UpstreamError, MalformedResponse: as `post_json`.
+            UpstreamUnavailable, UpstreamError, MalformedResponse: as `post_json`; also
+                MalformedResponse when a streamed line is not JSON.
         """
-        with self._calling(timeout):
-            resp = self._post(path, payload, timeout, stream=True)
+        answer = await self._exchange(path, payload, timeout, until, by_chunk=until is not None)
+        ctype = answer.headers.get("Content-Type", "").lower()
+        if 200 <= answer.status < 300 and any(kind in ctype for kind in _STREAMED_TYPES):
             try:
-                if not 200 <= resp.status_code < 300:
-                    return self._decode(resp, _read_all(resp, until, self.provider))
-                budget = read_budget(resp.headers)
-                ctype = resp.headers.get("Content-Type", "").lower()
-                if "event-stream" not in ctype and "ndjson" not in ctype:
-                    return Reply(self._decode(resp, _read_all(resp, until, self.provider)), budget)
-                try:
-                    return Reply(assemble(_lines(resp, until, self.provider)), budget)
-                except ValueError as exc:
-                    raise MalformedResponse(
-                        f"{self.provider}: a streamed line is not JSON ({exc})",
-                        provider=self.provider,
-                    ) from None
-            finally:
-                resp.close()
+                body = assemble(_lines(answer.body))
+            except ValueError as exc:
+                raise MalformedResponse(
+                    f"{self.provider}: a streamed line is not JSON ({exc})",
+                    provider=self.provider,
+                ) from None
+            return Reply(body, read_budget(answer.headers))
+        return Reply(self._decode(answer), read_budget(answer.headers))
 
-    def _post(
-        self, path: str, payload: Mapping[str, Any], timeout: Timeout, *, stream: bool
-    ) -> requests.Response:
-        return self._session.post(
-            self.base_url + path,
-            data=json.dumps(payload),
-            headers=self._headers,
-            timeout=(timeout.connect, timeout.read),
-            stream=stream,
+    async def aclose(self) -> None:
+        """Close the pooled connections; call it on the loop the calls ran on (a session
+        of another loop is let go, not closed). The next call opens a new session."""
+        session, loop = self._session, self._loop
+        self._session = self._loop = None
+        if session is not None and loop is asyncio.get_running_loop():
+            await session.close()
+
+    def _session_here(self) -> aiohttp.ClientSession:
+        """This loop's session, opened on first use."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                # Providers are stateless APIs: a shared session must not carry one
+                # call's cookies into the next.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                headers=self._headers,
+            )
+            self._loop = loop
+        return self._session
+
+    async def _exchange(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        timeout: Timeout,
+        until: float | None,
+        *,
+        by_chunk: bool,
+    ) -> _Answer:
+        """One POST and its whole answer, whatever its status. The one place where
+        aiohttp's errors become chatq's (`_failure`)."""
+        url = self._urls.get(path) or self._urls.setdefault(path, self.base_url + path)
+        limits = aiohttp.ClientTimeout(
+            # `until` bounds everything, the wait for a free pooled connection included
+            # (the pool is sized for every call a process has in flight: rarely a wait).
+            total=None if until is None else max(0.001, until - time.monotonic()),
+            connect=None,
+            sock_connect=timeout.connect,
+            sock_read=timeout.read,
+            ceil_threshold=_EXACT,
+        )
+        answered = False
+        try:
+            async with self._session_here().post(
+                url, data=_json_body(payload), timeout=limits, allow_redirects=False
+            ) as resp:
+                answered = True
+                if by_chunk:
+                    body = await self._read_until(resp, until)  # type: ignore[arg-type]
+                else:
+                    body = await resp.read()
+                return _Answer(resp.status, resp.headers, body)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise self._failure(exc, timeout, answered=answered) from None
+
+    async def _read_until(self, resp: aiohttp.ClientResponse, until: float) -> bytes:
+        """The body's bytes as they arrive; UpstreamTimeout once `until` has passed."""
+        chunks = []
+        async for chunk in resp.content.iter_any():
+            if time.monotonic() > until:
+                raise self._out_of_time()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _failure(self, exc: BaseException, timeout: Timeout, *, answered: bool) -> UpstreamError:
+        """The chatq error for what aiohttp (or the socket below it) raised during a call;
+        `answered`: the status and headers had arrived (the body had not, or not whole)."""
+        base, provider = self.base_url, self.provider
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):  # sock_connect (or `until`)
+            message = f"{provider}: no connection to {base} within {timeout.connect:g}s"
+            return UpstreamTimeout(message, provider=provider)
+        idle = isinstance(exc, aiohttp.ServerTimeoutError)  # sock_read: no bytes in time
+        # aiohttp's bound on the whole call (`until`) raises a bare TimeoutError; one
+        # with an errno is the kernel's (a connection that timed out), not ours.
+        bound = isinstance(exc, asyncio.TimeoutError) and getattr(exc, "errno", None) is None
+        if (idle or bound) and not answered:
+            message = f"{provider}: no answer from {base} within {timeout.read:g}s"
+            return UpstreamTimeout(message, provider=provider)
+        if idle:
+            message = f"{provider}: the answer from {base} stalled (no bytes for {timeout.read:g}s)"
+            return UpstreamTimeout(message, provider=provider)
+        if bound:
+            return self._out_of_time()
+        connection = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError)
+        if answered and isinstance(exc, connection):
+            message = f"{provider}: the answer from {base} was cut short"
+            return MalformedResponse(message, provider=provider)
+        if isinstance(exc, connection):
+            message = f"{provider}: cannot reach {base} ({_reason(exc)})"
+            return UpstreamUnavailable(message, provider=provider)
+        message = f"{provider}: request to {base} failed ({_reason(exc)})"
+        return UpstreamUnavailable(message, provider=provider)
+
+    def _out_of_time(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"{self.provider}: still answering when the call's time ran out",
+            provider=self.provider,
         )
 
-    @contextlib.contextmanager
-    def _calling(self, timeout: Timeout) -> Iterator[None]:
-        """Where every `requests` failure of a call becomes a chatq error."""
-        try:
-            yield
-        except requests.exceptions.ConnectTimeout:
-            raise UpstreamTimeout(
-                f"{self.provider}: no connection to {self.base_url} within {timeout.connect:g}s",
-                provider=self.provider,
-            ) from None
-        except requests.exceptions.Timeout:
-            raise UpstreamTimeout(
-                f"{self.provider}: no answer from {self.base_url} within {timeout.read:g}s",
-                provider=self.provider,
-            ) from None
-        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
-                requests.exceptions.ConnectionError) as exc:  # fmt: skip
-            if _stalled(exc):  # a read timed out in the middle of the body
-                raise UpstreamTimeout(
-                    f"{self.provider}: the answer from {self.base_url} stalled (no bytes for "
-                    f"{timeout.read:g}s)",
-                    provider=self.provider,
-                ) from None
-            if not isinstance(exc, requests.exceptions.ConnectionError):
-                raise MalformedResponse(
-                    f"{self.provider}: the answer from {self.base_url} was cut short",
-                    provider=self.provider,
-                ) from None
-            raise UpstreamUnavailable(
-                f"{self.provider}: cannot reach {self.base_url} ({_reason(exc)})",
-                provider=self.provider,
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise UpstreamUnavailable(
-                f"{self.provider}: request to {self.base_url} failed ({_reason(exc)})",
-                provider=self.provider,
-            ) from None
+    def _decode(self, answer: _Answer) -> Any:
+        """The JSON body of a 2xx answer.
 
-    def _decode(self, resp: requests.Response, body: bytes) -> Any:
-        text = body.decode("utf-8", errors="replace")
-        if not 200 <= resp.status_code < 300:
-            raise error_for_status(self.provider, resp.status_code, resp.headers, text)
+        Raises:
+            UpstreamError: (or a subclass) the status is not 2xx.
+            MalformedResponse: the body is not JSON.
+        """
+        text = answer.body.decode("utf-8", errors="replace")
+        if not 200 <= answer.status < 300:
+            raise error_for_status(self.provider, answer.status, answer.headers, text)
         try:
             return json.loads(text)
         except ValueError:
             raise MalformedResponse(
-                f"{self.provider}: the answer is not JSON (status {resp.status_code})",
+                f"{self.provider}: the answer is not JSON (status {answer.status})",
                 provider=self.provider,
-                status=resp.status_code,
+                status=answer.status,
                 excerpt=text,
             ) from None
 
 
-def _stalled(exc: BaseException) -> bool:
-    """Whether a read timed out (urllib3's ReadTimeoutError, wherever requests wrapped it)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, (ReadTimeoutError, socket.timeout, TimeoutError)):
-            return True
-        nested = next((a for a in seen.args if isinstance(a, BaseException)), None)
-        seen = nested or seen.__cause__ or seen.__context__
-    return False
-
-
-def _chunks(resp: requests.Response, until: float | None, provider: str) -> Iterator[bytes]:
-    """The body's bytes as they arrive; UpstreamTimeout once `until` has passed."""
-    for chunk in resp.iter_content(chunk_size=None):
-        if until is not None and time.monotonic() > until:
-            raise UpstreamTimeout(f"{provider}: still answering when the call's time ran out",
-                                  provider=provider)  # fmt: skip
-        yield chunk
-
-
-def _read_all(resp: requests.Response, until: float | None, provider: str) -> bytes:
-    return b"".join(_chunks(resp, until, provider))
-
-
-def _lines(resp: requests.Response, until: float | None, provider: str) -> Iterator[str]:
-    """The body's lines as they arrive (NDJSON objects, or server-sent event fields)."""
-    pending = b""
-    for chunk in _chunks(resp, until, provider):
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.rstrip(b"\r").decode("utf-8", errors="replace")
-    if pending.strip():
-        yield pending.decode("utf-8", errors="replace")
+def _lines(body: bytes) -> Iterator[str]:
+    """The body's lines (NDJSON objects, or server-sent event fields); a last line with
+    no newline counts unless it is blank."""
+    *complete, last = body.decode("utf-8", errors="replace").split("\n")
+    for line in complete:
+        yield line.rstrip("\r")
+    if last.strip():
+        yield last
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost cause of a connection failure, without the request's URL or headers."""
-    cause: BaseException = exc
-    for _ in range(8):
-        nested = getattr(cause, "reason", None)
-        if not isinstance(nested, BaseException):
-            nested = next((a for a in cause.args if isinstance(a, BaseException)), None)
-        nested = nested or cause.__cause__ or cause.__context__
-        if nested is None:
-            break
-        cause = nested
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror.lower()
-    return type(cause).__name__
+    """Why a connection failed, in a few words, without the request's URL or headers."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    cause = getattr(exc, "os_error", exc)  # a ClientConnectorError's own OSError
+    if isinstance(cause, ssl.SSLError):  # its numbers are OpenSSL's, not the kernel's
+        return (cause.reason or type(cause).__name__).lower().replace("_", " ")
+    if isinstance(cause, OSError):
+        if cause.errno and cause.errno > 0:
+            return os.strerror(cause.errno).lower()
+        if cause.strerror:  # getaddrinfo's errors have negative numbers
+            return cause.strerror.lower()
+    return type(exc).__name__
+
+
+def _json_body(payload: Mapping[str, Any]) -> aiohttp.payload.BytesPayload:
+    """The request's JSON as a ready body (aiohttp need not look up how to send it)."""
+    return aiohttp.payload.BytesPayload(
+        json.dumps(payload).encode(), content_type="application/json"
+    )

@@ -58,9 +58,8 @@ def error_for_status(
     rate limit; Ollama's 503 "server busy ... maximum pending requests exceeded" (its
     queue is full) is RateLimited, so that the fleet paces its calls.
     """
-    should = {"true": True, "false": False}.get(
-        str({k.lower(): v for k, v in headers.items()}.get("x-should-retry", "")).lower()
-    )
+    lowered = {k.lower(): v for k, v in headers.items()}
+    should = {"true": True, "false": False}.get(str(lowered.get("x-should-retry", "")).lower())
     error = _error_of(body)
     reason = _upstream_reason(error)
     facts = {"provider": provider, "status": status, "excerpt": body, "should_retry": should}
@@ -82,6 +81,10 @@ def error_for_status(
         hint = "the input was flagged by the provider's moderation"
         return BadRequest(_message(provider, status, hint, reason), facts)
     hint = _HINTS.get(status) or ("the provider failed" if status >= 500 else "")
+    if 300 <= status < 400:  # the transport follows no redirect: it would send the call again
+        where = lowered.get("location")
+        hint = (f"its URL redirects{f' to {redact(where)}' if where else ''}; set the "
+                "provider's URL to where it points")  # fmt: skip
     kind = _BY_STATUS.get(status)
     if kind is None:
         kind = UpstreamUnavailable if status >= 500 else UpstreamError

@@ -3,13 +3,17 @@
 Both run the steps of `worker/limits/maths.py`; the Redis one runs them as Lua scripts
 (`worker/limits/scripts.py`) on the server's clock, atomically, for every worker on
 every machine.
+
+The hot path (`acquire`, `release`, `pause`) is async: it runs on the worker process's
+event loop (`worker/aio.py`), one round trip each. What `chatq limits` and the tests
+read (`status`, `paused`, `state`) stays synchronous.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import redis
@@ -18,7 +22,7 @@ from worker.limits import maths
 from worker.limits.maths import Decision, Limits, State, Tuning
 from worker.limits.scripts import ACQUIRE, RELEASE
 
-__all__ = ["PREFIX", "LimitBackend", "MemoryBackend", "RedisBackend", "keys_of"]
+__all__ = ["PREFIX", "AsyncRedis", "LimitBackend", "MemoryBackend", "RedisBackend", "keys_of"]
 
 PREFIX = "chatq:limit:"
 #: State untouched this long is forgotten (a provider's limits may have changed).
@@ -34,12 +38,23 @@ def keys_of(provider: str) -> tuple[str, str, str]:
     return base + "state", base + "slots", base + "429s"
 
 
+class AsyncRedis(Protocol):
+    """What the hot path needs of an async Redis client: `redis.asyncio.Redis` has it,
+    and so may a wrapper that batches commands."""
+
+    def register_script(self, script: str) -> Callable[..., Awaitable[Any]]:
+        """A script object, called as `await script(keys=[...], args=[...])`, that loads
+        itself when the server does not know it (NOSCRIPT)."""
+
+    async def set(self, name: str, value: str, *, px: int) -> Any: ...
+
+
 class LimitBackend(Protocol):
     """Shared limiter state: admit calls, learn from their outcomes, report."""
 
     tuning: Tuning
 
-    def acquire(
+    async def acquire(
         self,
         provider: str,
         limits: Limits,
@@ -49,9 +64,11 @@ class LimitBackend(Protocol):
         lease: float,
         max_wait: float,
         ticket: int | None,
-    ) -> Decision: ...
+    ) -> Decision:
+        """Admit one call now, or say how long to wait (maths.acquire); QUOTA, before
+        anything else, while `provider` is paused for a spent quota (see `pause`)."""
 
-    def release(
+    async def release(
         self,
         provider: str,
         limits: Limits,
@@ -62,12 +79,14 @@ class LimitBackend(Protocol):
         estimated: float = 0.0,
         actual: float | None = None,
         retry_after: float | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Give the lease back and learn from the call's outcome (maths.release)."""
 
     def status(self, provider: str, *, minutes: float = 5.0) -> dict[str, Any]: ...
 
-    def pause(self, provider: str, seconds: float, reason: str) -> None:
-        """Pause `provider` for every caller for `seconds`, saying why (a spent quota)."""
+    async def pause(self, provider: str, seconds: float, reason: str) -> None:
+        """Pause `provider` for every caller for `seconds`, saying why (a spent quota):
+        `acquire` answers QUOTA until it has passed."""
 
     def paused(self, provider: str) -> tuple[float, str] | None:
         """(seconds left, why) while `provider` is paused so, else None."""
@@ -89,7 +108,7 @@ class MemoryBackend:
         self._429s: dict[str, list[float]] = {}
         self._pauses: dict[str, tuple[float, str]] = {}
 
-    def pause(self, provider: str, seconds: float, reason: str) -> None:
+    async def pause(self, provider: str, seconds: float, reason: str) -> None:
         with self._lock:
             self._pauses[provider] = (self.clock() + seconds, reason)
 
@@ -99,12 +118,16 @@ class MemoryBackend:
             left = until - self.clock()
             return (left, reason) if left > 0 else None
 
-    def acquire(self, provider: str, limits: Limits, **kw: Any) -> Decision:
+    async def acquire(self, provider: str, limits: Limits, **kw: Any) -> Decision:
         with self._lock:
+            now = self.clock()
+            spent = maths.quota(*self._pauses.get(provider, (0.0, "")), now)
+            if spent is not None:
+                return spent
             state = self.states.setdefault(provider, State())
-            return maths.acquire(state, self.clock(), limits, self.tuning, **kw)
+            return maths.acquire(state, now, limits, self.tuning, **kw)
 
-    def release(self, provider: str, limits: Limits, **kw: Any) -> None:
+    async def release(self, provider: str, limits: Limits, **kw: Any) -> None:
         with self._lock:
             state = self.states.setdefault(provider, State())
             now = self.clock()
@@ -126,7 +149,11 @@ class RedisBackend:
     """The limiter's state in Redis, shared by the fleet.
 
     Args:
-        client: the Redis the queue uses.
+        client: the Redis the queue uses (synchronous), for what `chatq limits` and the
+            tests read: `status`, `paused`, `state`.
+        aclient: the same Redis, asynchronous, for the hot path (`acquire`, `release`,
+            `pause`): a `redis.asyncio.Redis`, or anything with its `register_script` and
+            `set` (see `AsyncRedis`). Without one the backend only reports.
         tuning: how the learned rate moves.
         clock: for tests only: a fake shared clock; default the Redis server's TIME.
     """
@@ -134,20 +161,28 @@ class RedisBackend:
     def __init__(
         self,
         client: redis.Redis,
+        aclient: AsyncRedis | None = None,
         *,
         tuning: Tuning = _DEFAULT_TUNING,
         clock: Callable[[], float] | None = None,
     ):
         self._client = client
+        self._aclient = aclient
         self.tuning = tuning
         self._clock = clock
-        self._acquire = client.register_script(ACQUIRE)
-        self._release = client.register_script(RELEASE)
+        if aclient is not None:
+            self._acquire = aclient.register_script(ACQUIRE)
+            self._release = aclient.register_script(RELEASE)
 
     def _now(self) -> str:
         return "" if self._clock is None else repr(float(self._clock()))
 
-    def acquire(
+    def _hot(self) -> AsyncRedis:
+        if self._aclient is None:
+            raise TypeError("this RedisBackend has no async client (aclient): it only reports")
+        return self._aclient
+
+    async def acquire(
         self,
         provider: str,
         limits: Limits,
@@ -158,20 +193,23 @@ class RedisBackend:
         max_wait: float,
         ticket: int | None = None,
     ) -> Decision:
+        self._hot()
         t = self.tuning
         state, slots, _ = keys_of(provider)
-        status, wait, held, at = self._acquire(
-            keys=[state, slots],
+        reply = await self._acquire(
+            keys=[state, slots, _pause_key(provider)],
             args=[
                 self._now(), limits.concurrency or 0, limits.rate or 0, limits.tpm or 0,
                 tokens, lease, token, max_wait, -1 if ticket is None else ticket,
                 t.window, t.token_burst, t.start, t.doubling, _TTL,
             ],
         )  # fmt: skip
+        status, wait, held, at = reply[:4]
         held = int(held)
-        return Decision(_text(status), float(wait), None if held < 0 else held, float(at))
+        reason = _text(reply[4]) if len(reply) > 4 else None
+        return Decision(_text(status), float(wait), None if held < 0 else held, float(at), reason)
 
-    def release(
+    async def release(
         self,
         provider: str,
         limits: Limits,
@@ -183,8 +221,9 @@ class RedisBackend:
         actual: float | None = None,
         retry_after: float | None = None,
     ) -> None:
+        self._hot()
         t = self.tuning
-        self._release(
+        await self._release(
             keys=list(keys_of(provider)),
             args=[
                 self._now(), token, outcome, repr(float(granted_at)), estimated,
@@ -218,10 +257,10 @@ class RedisBackend:
         status = _status(fields, now, int(in_flight), int(recent))
         return {**status, **_pause_status(self.paused(provider))}
 
-    def pause(self, provider: str, seconds: float, reason: str) -> None:
-        # Its own key, expiring with the pause: the Lua steps need not know of it, and
-        # every worker's next call asks for it before anything else.
-        self._client.set(_pause_key(provider), reason, px=max(1, int(seconds * 1000)))
+    async def pause(self, provider: str, seconds: float, reason: str) -> None:
+        # Its own key, expiring with the pause on the server's clock: ACQUIRE reads it
+        # before anything else, so every worker's next call is refused at once.
+        await self._hot().set(_pause_key(provider), reason, px=max(1, int(seconds * 1000)))
 
     def paused(self, provider: str) -> tuple[float, str] | None:
         pipe = self._client.pipeline(transaction=False)

@@ -8,15 +8,21 @@ before capacity does fails with DeadlineExceeded, saying so.
 The wait happens inside the task, bounded by the job's deadline, so it never holds a
 prefetched message past the broker's visibility timeout: that timeout is the deadline
 plus one call's read timeout plus a margin (`Settings.visibility_timeout`).
+
+Calls run as coroutines on the worker process's event loop (`worker/aio.py`), where
+thousands may wait at once, so waiting is an awaited sleep and each step one round
+trip: a call admitted at once costs two (acquire, release). The fleet-wide quota pause
+is read by the acquire step itself, atomically with the admission.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -76,7 +82,8 @@ class Limiter:
         quota_pause: seconds a provider is paused fleet-wide once a call finds its quota
             spent (QuotaExhausted); 0: never.
         step: the longest single sleep while waiting for a turn.
-        clock, sleep, rand: the worker's monotonic clock, sleep and randomness.
+        clock, sleep, rand: the worker's monotonic clock, its (async) sleep and
+            randomness.
     """
 
     def __init__(
@@ -88,11 +95,13 @@ class Limiter:
         quota_pause: float = 0.0,
         step: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
     ):
         self.backend = backend
         self._limits_for = limits_for
+        #: Each provider's limits, read once (settings do not change while a process runs).
+        self._limits: dict[str, Limits | None] = {}
         self.lease = lease
         self.quota_pause = quota_pause
         self.step = step
@@ -114,10 +123,18 @@ class Limiter:
 
     def guards(self, provider: str) -> bool:
         """Whether calls to `provider` go through the limiter."""
-        return self._limits_for(provider) is not None
+        return self._limits_of(provider) is not None
 
-    def call(self, provider: str, fn: Callable[[], T], *, tokens: float, deadline: float) -> T:
-        """Wait for a turn at `provider`, make the call `fn()` once, report how it went.
+    def _limits_of(self, provider: str) -> Limits | None:
+        if provider not in self._limits:
+            configured = self._limits_for(provider)
+            self._limits[provider] = None if configured is None else Limits.from_config(configured)
+        return self._limits[provider]
+
+    async def call(
+        self, provider: str, fn: Callable[[], Awaitable[T]], *, tokens: float, deadline: float
+    ) -> T:
+        """Wait for a turn at `provider`, make the call `await fn()` once, report how it went.
 
         Args:
             tokens: the request's estimated size (see `estimate_request_tokens`).
@@ -125,43 +142,42 @@ class Limiter:
 
         Raises:
             DeadlineExceeded: no capacity before `deadline` (no call was made).
+            QuotaExhausted: `provider` is paused fleet-wide, its quota spent (no call was
+                made); or the call found it spent (the pause then begins).
             Whatever `fn` raises.
         """
         if not self.guards(provider):
-            return fn()
-        self._refuse_if_quota_paused(provider)
-        permit = self.acquire(provider, tokens=tokens, deadline=deadline)
-        try:  # again once admitted: the pause may have begun while this call waited
-            self._refuse_if_quota_paused(provider)
-        except QuotaExhausted:
-            self._release(permit, maths.FAILED)
-            raise
+            return await fn()
+        permit = await self.acquire(provider, tokens=tokens, deadline=deadline)
         try:
-            result = fn()
+            result = await fn()
         except RateLimited as exc:
-            self._release(permit, maths.LIMITED, retry_after=exc.retry_after)
+            await self._release(permit, maths.LIMITED, retry_after=exc.retry_after)
             raise
         except QuotaExhausted as exc:
-            self._release(permit, maths.FAILED)
-            self._pause_for_quota(provider, exc)
+            await self._release(permit, maths.FAILED)
+            await self._pause_for_quota(provider, exc)
             raise
-        except BaseException:
-            self._release(permit, maths.FAILED)
+        except BaseException:  # a cancelled call too: its lease goes back at once
+            await self._release(permit, maths.FAILED)
             raise
         pause = _budget_spent(result, permit.tokens)
         if pause:
             log.info("%s: its rate budget is spent, pausing it fleet-wide for %.2fs (the "
                      "headers' reset)", provider, pause)  # fmt: skip
-        self._release(permit, maths.OK, actual=_usage(result), retry_after=pause)
+        await self._release(permit, maths.OK, actual=_usage(result), retry_after=pause)
         return result
 
-    def acquire(self, provider: str, *, tokens: float, deadline: float) -> Permit:
+    async def acquire(self, provider: str, *, tokens: float, deadline: float) -> Permit:
         """Wait until `provider` admits one call; the permit to release after it.
 
         Raises:
             DeadlineExceeded: the turn would come after `deadline`.
+            QuotaExhausted: `provider` is paused fleet-wide for a spent quota (checked by
+                every acquire step, the granting one included).
         """
-        limits = Limits.from_config(self._limits_for(provider))
+        limits = self._limits_of(provider)
+        assert limits is not None  # acquire is for guarded providers only
         token = uuid.uuid4().hex
         ticket: int | None = None
         poll = 0.01
@@ -170,12 +186,14 @@ class Limiter:
             left = deadline - self._clock()
             if left <= 0:
                 raise self._no_capacity(provider, began, "still waiting at the deadline")
-            decision = self.backend.acquire(
+            decision = await self.backend.acquire(
                 provider, limits, token=token, tokens=tokens,
                 lease=min(self.lease, left + _LEASE_SLACK), max_wait=left, ticket=ticket,
             )  # fmt: skip
             if decision.status == maths.GRANTED:
                 return Permit(provider, limits, token, tokens, decision.at)
+            if decision.status == maths.QUOTA:
+                raise _quota_paused(provider, decision)
             if decision.status == maths.LATE:
                 raise self._no_capacity(
                     provider, began, f"the next turn is {decision.wait:.1f}s away"
@@ -188,36 +206,20 @@ class Limiter:
                 wait = decision.wait
             else:  # a turn is reserved: wake to re-check, the rate may rise meanwhile
                 wait = min(decision.wait, self.step)
-            self._sleep(max(0.0, min(wait, left)))
+            await self._sleep(max(0.0, min(wait, left)))
 
-    def _refuse_if_quota_paused(self, provider: str) -> None:
-        """A provider whose quota ran out is not called again, by any worker, until the
-        pause has passed: the job fails at once, as the first one did."""
-        try:
-            pause = self.backend.paused(provider)
-        except redis.RedisError as exc:  # a lost pause costs one call; a lost job more
-            log.warning("could not read %s's quota pause: %s", provider, exc)
-            return
-        if pause is not None:
-            left, reason = pause
-            raise QuotaExhausted(
-                f"{provider} is paused fleet-wide for {left:.0f}s more: its quota ran out "
-                f"({reason}); no call was made",
-                provider=provider,
-            )
-
-    def _pause_for_quota(self, provider: str, exc: QuotaExhausted) -> None:
+    async def _pause_for_quota(self, provider: str, exc: QuotaExhausted) -> None:
         if not self.quota_pause:
             return
         log.warning("%s: quota spent, pausing it fleet-wide for %gs", provider, self.quota_pause)
         try:
-            self.backend.pause(provider, self.quota_pause, exc.message)
+            await self.backend.pause(provider, self.quota_pause, exc.message)
         except redis.RedisError as err:
             log.warning("could not pause %s: %s", provider, err)
 
-    def _release(self, permit: Permit, outcome: str, **facts: float | None) -> None:
+    async def _release(self, permit: Permit, outcome: str, **facts: float | None) -> None:
         try:
-            self.backend.release(
+            await self.backend.release(
                 permit.provider, permit.limits, token=permit.token, outcome=outcome,
                 granted_at=permit.granted_at, estimated=permit.tokens, **facts,
             )  # fmt: skip
@@ -231,6 +233,16 @@ class Limiter:
             f"({why}; waited {waited:.1f}s); raise its limits or the deadline",
             provider=provider,
         )
+
+
+def _quota_paused(provider: str, decision: maths.Decision) -> QuotaExhausted:
+    """A provider whose quota ran out is not called again, by any worker, until the
+    pause has passed: the job fails at once, as the first one did."""
+    return QuotaExhausted(
+        f"{provider} is paused fleet-wide for {decision.wait:.0f}s more: its quota ran out "
+        f"({decision.reason}); no call was made",
+        provider=provider,
+    )
 
 
 def _usage(result: object) -> float | None:

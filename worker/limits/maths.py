@@ -6,6 +6,11 @@ the tests run one table of scenarios against both.
 
 How a call is admitted (`acquire`):
 
+0. While the provider's quota is spent (a call was answered QuotaExhausted, and the
+   limiter paused the provider fleet-wide), nothing is admitted and no ticket is taken:
+   the answer is QUOTA, with the seconds left and why. That pause is not part of the
+   `State` (in Redis it is a key of its own, expiring with the pause), so the backends
+   read it before this step: `quota` below.
 1. While the provider is paused (a 429 said Retry-After, or an answer said its
    budget is spent until a reset), nothing is admitted.
 2. Rate: when a rate is known (the configured RPM, or the rate learned from 429s, the
@@ -50,6 +55,7 @@ __all__ = [
     "LIMITED",
     "OK",
     "PAUSED",
+    "QUOTA",
     "RESERVED",
     "TOKENS",
     "Decision",
@@ -58,17 +64,19 @@ __all__ = [
     "Tuning",
     "acquire",
     "measured_rate",
+    "quota",
     "release",
 ]
 
 #: Decision statuses.
-GRANTED, RESERVED, PAUSED, BUSY, TOKENS, LATE = (
+GRANTED, RESERVED, PAUSED, BUSY, TOKENS, LATE, QUOTA = (
     "granted",
     "reserved",
     "paused",
     "busy",
     "tokens",
     "late",
+    "quota",
 )
 #: Outcomes of a call, as `release` is told them.
 OK, LIMITED, FAILED = "ok", "limited", "failed"
@@ -137,12 +145,14 @@ class State:
 
 @dataclass(frozen=True)
 class Decision:
-    """What `acquire` decided: `status`, the seconds to wait, the ticket a caller holds."""
+    """What `acquire` decided: `status`, the seconds to wait, the ticket a caller holds,
+    when it was granted (`at`), and, for QUOTA, why the provider is paused."""
 
     status: str
     wait: float = 0.0
     ticket: int | None = None
     at: float = 0.0
+    reason: str | None = None
 
 
 def effective_rate(state: State, limits: Limits, now: float, tuning: Tuning) -> float | None:
@@ -166,6 +176,11 @@ def measured_rate(state: State, now: float, tuning: Tuning) -> float:
     _roll(state, now, tuning)
     weight = max(0.0, 1.0 - (now - state.win_start) / tuning.window)
     return (state.win_prev * weight + state.win_count) / tuning.window
+
+
+def quota(until: float, reason: str, now: float) -> Decision | None:
+    """QUOTA while a quota pause ending at `until` still holds at `now`, else None."""
+    return Decision(QUOTA, until - now, reason=reason) if until > now else None
 
 
 def acquire(

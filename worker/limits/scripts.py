@@ -6,7 +6,9 @@ different machines share one schedule whatever their own clocks say. A test may 
 
 Keys of a provider (`chatq:limit:<provider>:...`): `state` (a hash of `maths.State`'s
 fields), `slots` (a sorted set of lease tokens scored by expiry), `429s` (a sorted
-set of recent 429s scored by time). Each expires after a day without use.
+set of recent 429s scored by time), each expiring after a day without use; and `quota`
+(why the provider's quota is spent, set by `RedisBackend.pause` to expire with the
+pause), which ACQUIRE reads first, so an admitted call has checked it atomically.
 """
 
 from __future__ import annotations
@@ -107,12 +109,20 @@ end
 local function num(x) return string.format('%.17g', x) end
 """
 
-#: KEYS: state, slots. ARGV: now, concurrency, ceiling (calls/s), tpm, tokens, lease,
-#: token, max_wait, ticket (-1: none), window, token_burst, start, doubling, ttl.
-#: Returns {status, wait, ticket (-1: none), at}.
+#: KEYS: state, slots, quota. ARGV: now, concurrency, ceiling (calls/s), tpm, tokens,
+#: lease, token, max_wait, ticket (-1: none), window, token_burst, start, doubling, ttl.
+#: Returns {status, wait, ticket (-1: none), at}, or {'quota', seconds left, -1, 0, why}
+#: while the quota pause's key lives (on the server's clock, whatever `now` says).
 ACQUIRE = (
     _PRELUDE
     + """
+-- maths.quota, before anything else: a spent quota takes no ticket and changes nothing
+local why = redis.call('GET', KEYS[3])
+if why then
+  local left = redis.call('PTTL', KEYS[3])
+  if left > 0 then return {'quota', num(left / 1000), -1, num(0), why} end
+end
+
 local now = clock(ARGV[1])
 local concurrency, ceiling, tpm = opt(ARGV[2]), opt(ARGV[3]), opt(ARGV[4])
 local tokens, lease, token = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]

@@ -1,0 +1,156 @@
+"""The limiter on the worker's event loop: what a call costs in round trips, a quota
+pause seen while a call waits, a cancelled call, and a thousand callers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+import redis
+import redis.asyncio
+
+from chatq.errors import QuotaExhausted
+from config import ProviderLimits
+from tests import test_limiter
+from tests.test_limiter import ANSWER, NO_SLOW_START, T0, FakeClock, _limiter, answering
+from worker.chat.types import ChatResponse
+from worker.limits import Limiter, MemoryBackend, RedisBackend
+
+make_backend = test_limiter.make_backend  # the same backends: in memory, and Lua in Redis
+run = test_limiter.run
+
+
+def test_a_quota_pause_set_while_a_call_waits_for_its_turn_refuses_it_without_a_call(
+    make_backend, run
+):
+    clock = FakeClock()
+    limiter = _limiter(clock, {"kimi": ProviderLimits(concurrency=1)}, make_backend(clock))
+    run(limiter.acquire("kimi", tokens=1, deadline=T0 + 100))  # held: the next call waits
+    calls: list[float] = []
+
+    async def pause_once_the_call_waits() -> None:
+        while not clock.sleeps:
+            await asyncio.sleep(0)
+        await limiter.backend.pause("kimi", 600, "kimi answered 429: quota spent")
+
+    async def both() -> list:
+        waiting = limiter.call("kimi", answering(calls=calls, clock=clock), tokens=1,
+                               deadline=T0 + 60)  # fmt: skip
+        return await asyncio.gather(waiting, pause_once_the_call_waits(), return_exceptions=True)
+
+    refused, _ = run(both())
+
+    assert isinstance(refused, QuotaExhausted), refused
+    assert "its quota ran out (kimi answered 429: quota spent); no call was made" in str(refused)
+    assert calls == []
+    assert clock.sleeps  # it was refused while waiting, not before
+
+
+def test_a_cancelled_call_gives_its_lease_back(run):
+    clock = FakeClock()
+    limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=1)})
+
+    async def hangs() -> object:
+        await asyncio.Event().wait()
+
+    async def cancel_while_calling() -> None:
+        task = asyncio.ensure_future(limiter.call("openrouter", hangs, tokens=1, deadline=T0 + 60))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(cancel_while_calling())
+    assert limiter.backend.status("openrouter")["in_flight"] == 0
+    assert run(limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60)) is ANSWER
+
+
+class Counting:
+    """A backend that counts the steps asked of it, then does them (each a round trip
+    to Redis in a fleet)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.tuning = backend.tuning
+        self.steps: Counter[str] = Counter()
+
+    async def acquire(self, *args, **kw):
+        self.steps["acquire"] += 1
+        return await self.backend.acquire(*args, **kw)
+
+    async def release(self, *args, **kw):
+        self.steps["release"] += 1
+        return await self.backend.release(*args, **kw)
+
+    async def pause(self, *args, **kw):
+        self.steps["pause"] += 1
+        return await self.backend.pause(*args, **kw)
+
+    def paused(self, *args, **kw):
+        self.steps["paused"] += 1
+        return self.backend.paused(*args, **kw)
+
+    def status(self, *args, **kw):
+        self.steps["status"] += 1
+        return self.backend.status(*args, **kw)
+
+
+def test_a_call_admitted_at_once_costs_the_backend_one_acquire_and_one_release(make_backend, run):
+    clock = FakeClock()
+    backend = Counting(make_backend(clock))
+    limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=4, rpm=600)}, backend)
+
+    assert run(limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60)) is ANSWER
+
+    assert backend.steps == {"acquire": 1, "release": 1}
+
+
+def test_a_thousand_callers_waiting_on_a_concurrency_of_10_all_finish_never_above_10(redis_url):
+    """The worker's way: many coroutines on one loop, one Redis between them (real time)."""
+    in_flight, peak, answered = 0, 0, 0
+
+    async def upstream() -> ChatResponse:
+        nonlocal in_flight, peak, answered
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.002)
+        in_flight -= 1
+        answered += 1
+        return ANSWER
+
+    async def thousand(backend: RedisBackend) -> list:
+        limits = {"openrouter": ProviderLimits(concurrency=10)}
+        limiter = Limiter(backend, limits.get, lease=30)
+        deadline = time.monotonic() + 60
+        calls = (limiter.call("openrouter", upstream, tokens=1, deadline=deadline)
+                 for _ in range(1000))  # fmt: skip
+        return await asyncio.gather(*calls)
+
+    async def scenario() -> list:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=16)
+        aclient = redis.asyncio.Redis(connection_pool=pool)
+        try:
+            return await thousand(RedisBackend(client, aclient, tuning=NO_SLOW_START))
+        finally:
+            await aclient.aclose()
+            await pool.aclose()
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        answers = asyncio.run(scenario())
+        status = RedisBackend(client).status("openrouter")
+    finally:
+        client.close()
+    assert len(answers) == answered == 1000
+    assert 1 < peak <= 10  # the calls overlapped, never more than ten at once
+    assert status["in_flight"] == 0  # every lease given back
+
+
+def test_an_unlimited_provider_is_called_without_the_backend(run):
+    clock = FakeClock()
+    backend = Counting(MemoryBackend(clock=clock))
+    limiter = _limiter(clock, {}, backend)
+    assert run(limiter.call("mock", answering(), tokens=1, deadline=T0 + 60)) is ANSWER
+    assert backend.steps == {}
