@@ -90,8 +90,8 @@ def test_an_upstream_announcing_0_requests_left_until_a_reset_in_2s_gets_no_429(
     results = [producer.enqueue("openrouter/a/b", HELLO) for _ in range(3)]
     responses = [producer.wait(r, timeout=30) for r in results]
 
-    assert [r.attempts for r in responses] == [1, 1, 1]
-    assert "429" not in upstream.answered and upstream.calls == 3
+    assert "429" not in upstream.answered, [(r.at, r.answer) for r in upstream.received]
+    assert [r.attempts for r in responses] == [1, 1, 1] and upstream.calls == 3
     first, second, third = sorted(r.at for r in upstream.received)
     assert 2.0 <= second - first < 3.0  # the next calls waited for the reset, no longer
     assert 2.0 <= third - second < 3.0
