@@ -101,7 +101,7 @@ class Tuning:
     window: float = 1.0  # s: admitted calls are counted over this window
     token_burst: float = 10.0  # s of a TPM budget that may be spent at once
     start: float = 20.0  # calls a second at the start of a slow start (0: none)
-    doubling: float = 0.5  # s: the slow start doubles the rate this often
+    doubling: float = 0.25  # s: the slow start doubles the rate this often
 
 
 @dataclass(frozen=True)
