@@ -68,6 +68,8 @@ class OnLoop:
     limiter: Limiter
     metrics: MetricsBuffer
     pid: int
+    #: The broker's URL, as errors name it (Celery's lookup costs more than a job's claim).
+    redis_url: str
 
 
 _on_loop: OnLoop | None = None
@@ -83,6 +85,7 @@ def on_loop() -> OnLoop:
             limiter=Limiter.from_settings(settings, RedisBackend(worker_redis(), aclient=client)),
             metrics=MetricsBuffer(client, ttl=settings.result_ttl),
             pid=os.getpid(),
+            redis_url=app.conf.broker_url,
         )
     return _on_loop
 
@@ -150,7 +153,7 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     job, stats, model = self.request.id, JobStats(), "?"
     loop = process_loop()
 
-    hostname, policy = self.request.hostname, app.conf.task_publish_retry_policy
+    hostname = self.request.hostname
 
     def retried(error: ChatqError, attempt: int) -> None:
         # Flower shows a task's retries from its events: Celery sends none for retries
@@ -161,6 +164,7 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         reason = f"call {attempt} failed ({error.label}), retried"
 
         def send() -> None:
+            policy = app.conf.task_publish_retry_policy
             with app.events.default_dispatcher(hostname=hostname) as dispatcher:
                 dispatcher.send("task-retried", uuid=job, retry=True, retry_policy=policy,
                                 retries=attempt, exception=reason)  # fmt: skip
@@ -266,8 +270,9 @@ async def run_job(
     `stats` is filled in with the job's calls, waits and retries; `notify` is told of
     each retry (error, attempt).
     """
-    claims = on_loop().claims
-    with translated(app.conf.broker_url):  # Redis gone past reconnecting: a chatq error
+    shared = on_loop()
+    claims = shared.claims
+    with translated(shared.redis_url):  # Redis gone past reconnecting: a chatq error
         result_key = backend.get_key_for_task(job).decode()
         claim = await claims.claim(job, result_key=result_key)
         if claim.state == "busy":

@@ -116,7 +116,7 @@ class Transport:
             UpstreamError: (or a subclass) the answer's status is not 2xx.
             MalformedResponse: a 2xx answer whose body is not JSON, or cut short.
         """
-        answer = await self._exchange(path, payload, timeout, until, by_chunk=False)
+        answer = await self._exchange(path, payload, timeout, until)
         return Reply(self._decode(answer), read_budget(answer.headers))
 
     async def post_stream(
@@ -132,9 +132,10 @@ class Transport:
         or server-sent events) into the answer a non-streamed call would have given.
 
         `timeout.read` is the idle timeout: the longest wait for the next bytes, the first
-        ones included. `until` (a `time.monotonic()` instant) bounds the whole answer: it
-        is checked as the bytes arrive, and a hard bound stops a trickle that would
-        outlast it. The lines are gathered as they arrive, then assembled. An upstream
+        ones included. `until` (a `time.monotonic()` instant) bounds the whole answer
+        (aiohttp's bound on the whole call stops a trickle that would outlast it). The
+        body is read whole as it arrives (one wake-up of the caller, not one a piece),
+        then its lines are assembled. An upstream
         that answers with one JSON body instead (any other Content-Type) is read as such.
 
         Raises:
@@ -144,7 +145,7 @@ class Transport:
             UpstreamUnavailable, UpstreamError, MalformedResponse: as `post_json`; also
                 MalformedResponse when a streamed line is not JSON.
         """
-        answer = await self._exchange(path, payload, timeout, until, by_chunk=until is not None)
+        answer = await self._exchange(path, payload, timeout, until)
         ctype = answer.headers.get("Content-Type", "").lower()
         if 200 <= answer.status < 300 and any(kind in ctype for kind in _STREAMED_TYPES):
             try:
@@ -186,8 +187,6 @@ class Transport:
         payload: Mapping[str, Any],
         timeout: Timeout,
         until: float | None,
-        *,
-        by_chunk: bool,
     ) -> _Answer:
         """One POST and its whole answer, whatever its status. The one place where
         aiohttp's errors become chatq's (`_failure`)."""
@@ -207,22 +206,10 @@ class Transport:
                 url, data=_json_body(payload), timeout=limits, allow_redirects=False
             ) as resp:
                 answered = True
-                if by_chunk:
-                    body = await self._read_until(resp, until)  # type: ignore[arg-type]
-                else:
-                    body = await resp.read()
+                body = await resp.read()
                 return _Answer(resp.status, resp.headers, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise self._failure(exc, timeout, answered=answered) from None
-
-    async def _read_until(self, resp: aiohttp.ClientResponse, until: float) -> bytes:
-        """The body's bytes as they arrive; UpstreamTimeout once `until` has passed."""
-        chunks = []
-        async for chunk in resp.content.iter_any():
-            if time.monotonic() > until:
-                raise self._out_of_time()
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _failure(self, exc: BaseException, timeout: Timeout, *, answered: bool) -> UpstreamError:
         """The chatq error for what aiohttp (or the socket below it) raised during a call;
