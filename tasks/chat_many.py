@@ -196,8 +196,8 @@ async def _store(backend: Any, job: str, state: str, result: Any) -> None:
     expires = backend.failure_expires if state == states.FAILURE else backend.expires
     client = loop_redis()
     stored = ("SETEX", key, int(expires), value) if expires else ("SET", key, value)
-    await asyncio.gather(client.execute_command(*stored),
-                         client.execute_command("PUBLISH", key, value))  # fmt: skip
+    # Futures of one pipeline, gathered without a task each.
+    await asyncio.gather(client.send(*stored), client.send("PUBLISH", key, value))
 
 
 def _pairs(jobs: Any) -> list[tuple[str, Any]]:

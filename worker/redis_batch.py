@@ -52,6 +52,11 @@ class RedisBatcher:
         Raises:
             redis.RedisError: its own error reply, or the pipeline's connection failure.
         """
+        return await self.send(*args)
+
+    def send(self, *args: Any) -> asyncio.Future:
+        """Queue one command for the next pipeline; the future of its reply (a caller
+        sending several commands at once awaits their futures, with no task each)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((args, future))
@@ -59,7 +64,7 @@ class RedisBatcher:
             # After every coroutine already woken in this pass has had its turn.
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     def register_script(self, script: str) -> BatchedScript:
         """An awaitable Lua script, sent by its SHA with the other commands."""
