@@ -3,14 +3,16 @@
 On the worker's event loop a thousand jobs claim, take turns at the provider and store
 their answers at about the same moments. Sent one by one, each command costs its
 coroutine a connection from the pool and redis-py about 0.1 ms of CPU; gathered into
-one pipeline per pass of the loop, it costs a few hundredths of that. Each caller
-still awaits its own reply (or its own error), as with a plain client.
+one round trip per pass of the loop, packed by hiredis in C and read back by its
+parser, it costs a few hundredths of that. Each caller still awaits its own reply
+(or its own error), as with a plain client; replies come as Redis sends them (bytes,
+integers, lists), with none of redis-py's per-command conversions.
 
 The surface is the part of redis-py's asyncio client that chatq's worker uses:
 `execute_command`, `register_script` (an awaitable `script(keys=..., args=...)`), and
-`set`. A dropped connection is retried by the client's own retry policy (the whole
-pipeline is sent again, as redis-py does for a single command), so a Redis restart
-costs the jobs a pause, not their outcomes.
+`set`; arguments are str, bytes, int or float. A dropped connection is retried by the
+client's own retry policy (the whole batch is sent again, as redis-py does for a
+pipeline), so a Redis restart costs the jobs a pause, not their outcomes.
 """
 
 from __future__ import annotations
@@ -18,11 +20,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.exceptions import NoScriptError
+from hiredis import pack_command
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeout
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # redis-py requires async-timeout there
+    from async_timeout import timeout as _timeout
 
 __all__ = ["BatchedScript", "RedisBatcher"]
 
@@ -103,11 +114,17 @@ class RedisBatcher:
             task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[_Pending]) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        for args, _ in batch:
-            pipe.execute_command(*args)
+        packed = b"".join([pack_command(args) for args, _ in batch])
+        pool = self.client.connection_pool
         try:
-            replies = await pipe.execute(raise_on_error=False)
+            conn = await pool.get_connection()
+            try:
+                replies = await conn.retry.call_with_retry(
+                    lambda: _exchange(conn, packed, len(batch)),
+                    lambda error: conn.disconnect(),
+                )
+            finally:
+                await pool.release(conn)
         except BaseException as exc:  # the connection (past its retries), or a cancel
             for _, future in batch:
                 if not future.done():
@@ -123,6 +140,32 @@ class RedisBatcher:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+
+async def _exchange(conn: Any, packed: bytes, count: int) -> list[Any]:
+    """Send `count` packed commands and read their replies, an error reply in its place.
+
+    One timer (the connection's socket timeout) bounds all the replies, rather than
+    one per reply as redis-py's own reads would set.
+
+    Raises:
+        redis.TimeoutError: the replies did not all come in time (the connection is
+            dropped: what it would read next is unknown).
+        redis.ConnectionError: as redis-py raises it.
+    """
+    await conn.send_packed_command(packed)
+    replies: list[Any] = []
+    try:
+        async with _timeout(conn.socket_timeout):
+            for _ in range(count):
+                try:
+                    replies.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as exc:
+                    replies.append(exc)
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise RedisTimeout(f"Redis did not answer {count} command(s) in time") from None
+    return replies
 
 
 class BatchedScript:
