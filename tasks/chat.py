@@ -92,15 +92,21 @@ def on_loop() -> OnLoop:
 
 @signals.worker_shutdown.connect
 @signals.worker_process_shutdown.connect
-def _write_metrics(**kw: Any) -> None:
+def _stopping(**kw: Any) -> None:
     """In-flight jobs have ended by now (a threads pool's main process, or a prefork
-    child): write the metrics they added up."""
+    child): write the metrics they added up and close the upstream connections."""
     if _on_loop is None or _on_loop.pid != os.getpid():
         return
     try:
-        process_loop().run(_on_loop.metrics.flush())
-    except Exception as exc:  # metrics never stop a shutdown
+        process_loop().run(_wind_down(_on_loop))
+    except Exception as exc:  # nothing here may stop a shutdown
         log.info("metrics not written at shutdown (%s)", type(exc).__name__)
+
+
+async def _wind_down(shared: OnLoop) -> None:
+    await shared.metrics.flush()
+    if _registry is not None:
+        await _registry.aclose()
 
 
 class PrivateRequest(Request):
