@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import signals
+from celery import signals, states
 from celery.exceptions import Ignore
 from celery.worker import state as worker_state
 from celery.worker.request import Request
@@ -39,6 +39,7 @@ __all__ = [
     "job_ended",
     "on_loop",
     "run_job",
+    "store_outcome",
     "worker_registry",
 ]
 
@@ -138,12 +139,16 @@ class PrivateRequest(Request):
 
 # `throws`: a chatq error is an expected outcome (a revoked key, an outage), logged by
 # `job_ended` as one WARNING line; Celery logs it at INFO without a traceback.
+# `track_started=False`: a job's STARTED state in the result backend helps nobody (Flower
+# shows the task-started event; the jobs of chunks never had one; readers take it for
+# pending) and storing it cost every job a read and a write.
 @app.task(
     name=CHAT_TASK,
     bind=True,
     Request=PrivateRequest,
     max_retries=0,
     typing=False,
+    track_started=False,
     throws=(ChatqError,),
 )
 def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -187,6 +192,9 @@ def chat(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         raise
     if response is None:
         raise Ignore()
+    # Stored on the loop already, with the jobs of chunks (no read before the write:
+    # the claim guarantees no success is overwritten): Celery need not store it again.
+    self.request.ignore_result = True
     return response
 
 
@@ -203,8 +211,27 @@ async def _run_single(
     response = await run_job(job, request, backend=backend, started=started, stats=stats,
                              notify=notify)  # fmt: skip
     if response is not None:
+        await store_outcome(backend, job, states.SUCCESS, response)
         job_ended(job, request.model, stats, response=response)
     return response
+
+
+async def store_outcome(backend: Any, job: str, state: str, result: Any) -> None:
+    """Store a job's outcome as Celery's result backend would (the same document, key,
+    expiry and PUBLISH), in the loop's next pipeline.
+
+    Celery's own `store_result` first reads the stored state so as not to overwrite a
+    success; here the job's claim already guarantees that, so that read is skipped.
+    """
+    result = backend.encode_result(result, state)  # an error as Celery stores one
+    meta = backend._get_result_meta(result=result, state=state, traceback=None, request=None)
+    meta["task_id"] = job
+    key, value = backend.get_key_for_task(job), backend.encode(meta)
+    expires = backend.failure_expires if state == states.FAILURE else backend.expires
+    client = loop_redis()
+    stored = ("SETEX", key, int(expires), value) if expires else ("SET", key, value)
+    # Futures of one pipeline, gathered without a task each.
+    await asyncio.gather(client.send(*stored), client.send("PUBLISH", key, value))
 
 
 class JobRevoked(JobFailed):

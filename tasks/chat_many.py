@@ -36,10 +36,11 @@ from tasks.chat import (
     job_ended,
     on_loop,
     run_job,
+    store_outcome,
     worker_registry,
 )
 from worker.aio import process_loop
-from worker.app import CHAT_MANY_TASK, app, chunk_summary, loop_redis
+from worker.app import CHAT_MANY_TASK, app, chunk_summary
 from worker.chat.types import ChatRequest
 from worker.metrics import JobStats
 
@@ -146,7 +147,7 @@ async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
     if job in worker_state.revoked:
         log.info("job %s was revoked: not run", job)
         # An ended job: nobody waits for it.
-        await _store(backend, job, states.REVOKED, TaskRevokedError("revoked"))
+        await store_outcome(backend, job, states.REVOKED, TaskRevokedError("revoked"))
         return _Outcome("skipped")
     stats, model = JobStats(), "?"
     try:
@@ -156,22 +157,22 @@ async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
         response = await run_job(job, request, backend=backend, started=started, stats=stats)
     except JobRevoked:
         log.info("job %s was revoked while it waited: not run", job)
-        await _store(backend, job, states.REVOKED, TaskRevokedError("revoked"))
+        await store_outcome(backend, job, states.REVOKED, TaskRevokedError("revoked"))
         return _Outcome("skipped")
     except ChatqError as exc:
-        await _store(backend, job, states.FAILURE, exc)
+        await store_outcome(backend, job, states.FAILURE, exc)
         job_ended(job, model, stats, error=exc)
         return _Outcome("failed", exc.label, dict(stats.retries))
     except Exception as exc:  # a job's own bug must not sink its chunk-mates
         log.exception("job %s model=%s failed unexpectedly", job, model[:120])
         error = JobFailed(f"{type(exc).__name__}: {exc}")
-        await _store(backend, job, states.FAILURE, error)
+        await store_outcome(backend, job, states.FAILURE, error)
         job_ended(job, model, stats, error=error, logged=True)
         return _Outcome("failed", error.label, dict(stats.retries))
     if response is None:
         return _Outcome("skipped")
     try:
-        await _store(backend, job, states.SUCCESS, response)
+        await store_outcome(backend, job, states.SUCCESS, response)
     except Exception:
         # Paid for but not stored (Redis gone past every retry): let go of the claim
         # so that the fleet's sweeper can run the job again rather than wait it out.
@@ -180,24 +181,6 @@ async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
         raise
     job_ended(job, model, stats, response=response)
     return _Outcome("ok", None, dict(stats.retries))
-
-
-async def _store(backend: Any, job: str, state: str, result: Any) -> None:
-    """Store a job's outcome as Celery's result backend would (the same document, key,
-    expiry and PUBLISH), in the loop's next pipeline.
-
-    Celery's own `store_result` first reads the stored state so as not to overwrite a
-    success; here the job's claim already guarantees that, so that read is skipped.
-    """
-    result = backend.encode_result(result, state)  # an error as Celery stores one
-    meta = backend._get_result_meta(result=result, state=state, traceback=None, request=None)
-    meta["task_id"] = job
-    key, value = backend.get_key_for_task(job), backend.encode(meta)
-    expires = backend.failure_expires if state == states.FAILURE else backend.expires
-    client = loop_redis()
-    stored = ("SETEX", key, int(expires), value) if expires else ("SET", key, value)
-    # Futures of one pipeline, gathered without a task each.
-    await asyncio.gather(client.send(*stored), client.send("PUBLISH", key, value))
 
 
 def _pairs(jobs: Any) -> list[tuple[str, Any]]:

@@ -170,9 +170,16 @@ def test_send_task_by_name_routes_with_chatqs_config_and_a_foreign_job_is_still_
     foreign = Celery("someone-else", broker=env["REDIS_URL"], backend=env["REDIS_URL"])
     stranger = foreign.send_task(CHAT_TASK, args=[{"model": "mock/echo", "messages": HELLO}])
     assert redis_client.llen("celery") == 1
+    # The sender waits as any Celery client does (subscribed to its result's channel,
+    # before the job has run), and is woken by the worker's stored result.
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.append(stranger.get(timeout=30)))
+    waiter.start()
     start_worker(env)
     assert producer.wait(routed, timeout=30).provider == "kimi"
     assert producer.wait(stranger.id, timeout=30).content == "hello"
+    waiter.join(30)
+    assert got and got[0]["content"] == "hello" and stranger.state == states.SUCCESS
 
 
 def test_garbage_sent_by_name_fails_that_task_cleanly_and_the_worker_goes_on(
