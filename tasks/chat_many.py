@@ -30,9 +30,9 @@ from celery.exceptions import TaskRevokedError
 from celery.worker import state as worker_state
 
 from chatq.errors import ChatqError, ChunkFailed, InvalidRequest, JobFailed
-from tasks.chat import (
+from tasks.chat import PrivateRequest
+from tasks.jobs import (
     JobRevoked,
-    PrivateRequest,
     job_ended,
     on_loop,
     run_job,
