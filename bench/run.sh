@@ -3,6 +3,6 @@
 # installing chatq and what the suite needs first when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -c 'import aiohttp, psutil, tasks.producer' 2>/dev/null \
+python -c 'import requests, psutil, tasks.producer' 2>/dev/null \
     || python -m pip install -q -e '.[bench]'
 exec python -m bench "$@"
