@@ -30,13 +30,15 @@ from bench.harness import Harness
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = (
-    "overhead", "io_concurrency", "rate_limit", "enqueue", "memory", "batch", "gateway",
+    "overhead", "io_concurrency", "scale", "rate_limit", "enqueue", "memory", "batch",
+    "gateway",
 )  # fmt: skip
 #: Sizes for `--smoke`: every measurement runs end to end in seconds. Its figures say
 #: nothing about speed; it shows that the suite still runs (used by the tests).
 SMOKE = {
     "overhead": {"jobs": 60},
     "io_concurrency": {"jobs": 60, "concurrency": 20, "delay": 0.05},
+    "scale": {"jobs": 200, "concurrency": 100, "delay": 0.1, "chunk": 20},
     "rate_limit": {"jobs": 40, "limit": 40},
     "enqueue": {"jobs": 500},
     "memory": {"jobs": 60},
@@ -137,6 +139,13 @@ def _row(name: str, m: dict) -> list[str]:
                 f"asyncio {m['baseline']['jobs_per_s']} jobs/s; stock Celery "
                 f"{m['stock_celery']['jobs_per_s']} jobs/s ({m['stock_ratio']})",
                 str(m["ratio"]), m["target"], met]  # fmt: skip
+    if name == "scale":
+        c = m["chatq"]
+        return [f"scale ({c['jobs']:,} calls, {m['in_flight']:,} in flight)",
+                f"{c['jobs_per_s']} jobs/s; peak RSS {c['peak_rss_mb']} MB; worker CPU "
+                f"{c['worker_cpu_ms_per_job']} ms/job", f"asyncio {m['baseline']['jobs_per_s']} "
+                f"jobs/s; its CPU {m['baseline']['cpu_ms_per_call']} ms/call", str(m["ratio"]),
+                m["target"], met]  # fmt: skip
     if name == "rate_limit":
         c, b = m["chatq"], m["baseline"]
         return [name, f"{c['seconds']} s, 429s {c['share_429']:.1%}, {_failed(c)}",

@@ -61,6 +61,17 @@ class Workers:
                     total += p.memory_info().rss
         return total / 1e6
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the workers and their children have used so far."""
+        total = 0.0
+        for proc in self.procs:
+            with contextlib.suppress(psutil.Error):
+                parent = psutil.Process(proc.pid)
+                for p in [parent, *parent.children(recursive=True)]:
+                    times = p.cpu_times()
+                    total += times.user + times.system
+        return total
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
