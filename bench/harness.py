@@ -53,23 +53,22 @@ class Workers:
 
     def rss_mb(self) -> float:
         """Resident memory of the workers and their children, in MB."""
-        total = 0
-        for proc in self.procs:
-            with contextlib.suppress(psutil.Error):
-                parent = psutil.Process(proc.pid)
-                for p in [parent, *parent.children(recursive=True)]:
-                    total += p.memory_info().rss
-        return total / 1e6
+        return self._sum(lambda p: p.memory_info().rss) / 1e6
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the workers and their children have used so far."""
+        return self._sum(lambda p: p.cpu_times().user + p.cpu_times().system)
+
+    def _sum(self, reading) -> float:
+        """`reading(process)` summed over the workers and their children (a process
+        that has just ended counts for nothing)."""
         total = 0.0
         for proc in self.procs:
             with contextlib.suppress(psutil.Error):
                 parent = psutil.Process(proc.pid)
                 for p in [parent, *parent.children(recursive=True)]:
-                    times = p.cpu_times()
-                    total += times.user + times.system
+                    with contextlib.suppress(psutil.Error):
+                        total += reading(p)
         return total
 
     def stop(self) -> None:

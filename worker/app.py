@@ -237,6 +237,17 @@ def configure(settings: Settings, redis_url: str) -> Celery:
     return app
 
 
+#: The worker's own Redis clients: a frozen Redis is noticed (30 s), a dropped
+#: connection is made again, and a Redis restart costs a claim, a limit or a result a
+#: pause, not the job (each client's retry policy covers RECONNECT_WINDOW).
+_POOL_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+    "health_check_interval": 25,
+    "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    "timeout": 60,
+}
+
 _redis_lock = threading.Lock()
 _redis_client: redis.Redis | None = None
 
@@ -248,14 +259,9 @@ def worker_redis() -> redis.Redis:
         if _redis_client is None:
             pool = redis.BlockingConnectionPool.from_url(
                 app.conf.broker_url,
-                socket_connect_timeout=5,
-                socket_timeout=30,
-                health_check_interval=25,
-                # A Redis restart must cost a claim or a limit a pause, not the job.
                 retry=reconnecting(),
-                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
                 max_connections=app.conf.redis_max_connections,
-                timeout=60,
+                **_POOL_OPTIONS,
             )
             _redis_client = redis.Redis(connection_pool=pool)
         return _redis_client
@@ -275,15 +281,10 @@ def loop_redis() -> RedisBatcher:
     if _loop_redis is None or _loop_redis_pid != os.getpid():  # a forked child: its own
         pool = aredis.BlockingConnectionPool.from_url(
             app.conf.broker_url,
-            socket_connect_timeout=5,
-            socket_timeout=30,
-            health_check_interval=25,
-            # A Redis restart must cost the jobs in flight a pause, not their outcomes.
             retry=reconnecting_async(),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             # Batches, not jobs, hold connections: a few carry thousands of jobs.
             max_connections=16,
-            timeout=60,
+            **_POOL_OPTIONS,
         )
         _loop_redis, _loop_redis_pid = RedisBatcher(aredis.Redis(connection_pool=pool)), os.getpid()
     return _loop_redis
