@@ -110,18 +110,22 @@ def settings_for(tmp_path: Path) -> Callable[[dict], Settings]:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., object]]:
     """Start real Celery worker processes; each is stopped at the end of the test.
 
-    `start_worker(env, queues=None, concurrency=8)` returns the LocalWorkers handle once
-    the worker answers a ping.
+    `start_worker(env, queues=None, concurrency=8, pool="threads")` returns the
+    LocalWorkers handle once the worker answers a ping.
     """
     from tasks.runtime import LocalWorkers
 
     started: list[LocalWorkers] = []
 
-    def start(environ: dict, *, queues: list[str] | None = None, concurrency: int = 8):
+    def start(
+        environ: dict, *, queues: list[str] | None = None, concurrency: int = 8,
+        pool: str = "threads",
+    ):  # fmt: skip
         workers = LocalWorkers(
             environ["REDIS_URL"],
             count=1,
             concurrency=concurrency,
+            pool=pool,
             extra_env={k: v for k, v in environ.items() if k != "REDIS_URL"},
             queues=queues,
             log_dir=tmp_path / f"worker-logs-{len(started)}",

@@ -88,6 +88,21 @@ def test_a_chunk_with_failed_jobs_ends_in_failure_counting_them_by_class(
     assert "key-revoked" not in log.replace("c-key-revoked", "")  # never the prompt
 
 
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_every_offered_pool_runs_chunks_and_single_jobs_on_its_processes_loop(
+    env, upstream, producer_for, start_worker, pool
+):
+    producer = producer_for(env)
+    start_worker(env, concurrency=2, pool=pool)
+    results = producer.enqueue_many(
+        [{"model": "openrouter/a/b", "messages": _msg(f"q{i}")} for i in range(20)]
+    )
+    alone = producer.enqueue("openrouter/a/b", _msg("alone"))
+    answers = [producer.wait(r, timeout=30).content for r in [*results, alone]]
+    assert answers == [f"echo: q{i}" for i in range(20)] + ["echo: alone"]
+    assert upstream.calls == 21
+
+
 def test_enqueue_many_queues_nothing_when_one_request_is_bad(env, producer_for, redis_client):
     producer = producer_for(env)
     good = {"model": "mock/echo", "messages": _msg("fine")}
