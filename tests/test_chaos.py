@@ -31,7 +31,7 @@ from worker.embedded_redis import EmbeddedRedis
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
-JOBS = 300
+JOBS = 200
 #: The faults of the issue: 10% 429, 5% 500, 2% timeouts, 1% truncated or not JSON,
 #: 1% zero choices.
 CHAOS = {
