@@ -96,13 +96,19 @@ def on_loop() -> OnLoop:
 @signals.worker_process_shutdown.connect
 def _stopping(**kw: Any) -> None:
     """In-flight jobs have ended by now (a threads pool's main process, or a prefork
-    child): write the metrics they added up and close the upstream connections."""
+    child): write the metrics they added up and close the upstream connections, within
+    `_WIND_DOWN` seconds (a Redis that is gone must not hold the worker's exit for the
+    whole reconnect window)."""
     if _on_loop is None or _on_loop.pid != os.getpid():
         return
     try:
-        process_loop().run(_wind_down(_on_loop))
+        process_loop().run(asyncio.wait_for(_wind_down(_on_loop), _WIND_DOWN))
     except Exception as exc:  # nothing here may stop a shutdown
         log.info("metrics not written at shutdown (%s)", type(exc).__name__)
+
+
+#: Seconds a stopping worker gives its last metrics and its connections.
+_WIND_DOWN = 3.0
 
 
 async def _wind_down(shared: OnLoop) -> None:
