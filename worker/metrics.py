@@ -2,7 +2,8 @@
 
 Celery workers are separate processes on separate machines, so no process's memory holds
 the fleet's totals. Each counter is a Redis hash (`chatq:metrics:<name>`, one field per
-label set), incremented where a job's outcome is stored, all of a job's increments in
+label set). A worker adds up its jobs' numbers in memory and writes them once a second
+(`MetricsBuffer`, from its event loop); `MetricsRecorder` writes one job's at once, in
 one pipelined round trip. `FleetCollector` reads the hashes back (and measures the
 gauges: calls in flight from the fleet limiter's leases, queue depths by LLEN), so every
 process that can reach Redis exposes the same numbers: a worker's optional endpoint
@@ -12,8 +13,8 @@ Metrics (all prefixed `chatq_`): `jobs_total{provider,outcome}`,
 `upstream_calls_total{provider}`, `errors_total{provider,error,status}`,
 `retries_total{provider,reason}`, `rate_limited_total{provider}`,
 `limiter_wait_seconds_total{provider}`, `tokens_total{provider,direction}`,
-`calls_in_flight{provider}`, `queue_depth{queue}`. No cost metric: chatq holds no
-price data.
+`cost_dollars_total{provider}` (where a cost is known), `calls_in_flight{provider}`,
+`queue_depth{queue}`.
 """
 
 from __future__ import annotations
