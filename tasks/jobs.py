@@ -253,7 +253,8 @@ async def _answer(
         if notify is not None:
             notify(error, attempt)
 
-    provider = registry.resolve(request.model)[0].name
+    # Its callers resolved it already (to refuse what cannot be routed before a claim).
+    provider = stats.provider or registry.resolve(request.model)[0].name
     stats.provider = provider
     limiter = on_loop().limiter
     tokens = estimate_request_tokens(request)
