@@ -362,3 +362,33 @@ def test_the_config_flower_shows_says_the_concurrency_the_pool_runs(read_setting
     _match_pool_to_concurrency(instance=SimpleNamespace(), conf=conf, options={"concurrency": 8})
     assert conf.worker_concurrency == 8
     assert conf.broker_pool_limit >= 8
+
+
+@pytest.mark.parametrize("signal", ["worker_ready", "worker_process_init"])
+def test_a_ready_worker_process_freezes_its_heap_and_spaces_out_young_collections(signal):
+    """The modules a worker loads (its app's includes) set up the collector when Celery
+    says the worker, or a prefork child, is ready; checked in a process of its own."""
+    import os
+    import subprocess
+    import sys
+
+    from worker.heap import YOUNG
+
+    code = (
+        "import gc, importlib\n"
+        "from celery import signals\n"
+        "from worker.app import app\n"
+        "for name in app.conf.include: importlib.import_module(name)\n"
+        "before = gc.get_threshold()\n"
+        f"signals.{signal}.send(sender=None)\n"
+        "after = gc.get_threshold()\n"
+        "print(gc.get_freeze_count(), after[0], after[1:] == before[1:])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(worker.__file__).parent.parent,
+        env={**os.environ, "REDIS_URL": URL},  # read, never connected to
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    frozen, young, older_kept = int(out[0]), int(out[1]), out[2]
+    assert frozen > 10_000  # the imports of Celery, kombu, aiohttp, pydantic, ...
+    assert (young, older_kept) == (YOUNG, "True")

@@ -329,7 +329,13 @@ class _App(Celery):
 
 app = _App(
     "chatq",
-    include=["tasks.chat", "tasks.chat_many", "tasks.recovery.hooks", "worker.metrics_server"],
+    include=[
+        "tasks.chat",
+        "tasks.chat_many",
+        "tasks.recovery.hooks",
+        "worker.heap",
+        "worker.metrics_server",
+    ],
 )
 app.add_defaults(_lazy_config)
 
