@@ -100,15 +100,13 @@ def chat_many(self: Any, jobs: Any) -> dict[str, Any]:
     pairs = _pairs(jobs)
     if not pairs:
         return {"ok": 0}
-    outcomes = process_loop().run(_run_chunk(pairs, self.backend, started))
-    counts = tally(outcomes)
-    failed = sum(counts.get("failed", {}).values())
-    if failed:
-        raise ChunkFailed(
-            f"{failed} of {len(pairs)} jobs failed: {json.dumps(counts, sort_keys=True)}",
-            outcomes=counts,
-        )
-    return counts
+    outcome = process_loop().run(_run_chunk(pairs, self.backend, started, self.request.id))
+    # Stored on the loop already, in the pipeline of the chunk's last jobs: Celery's own
+    # store (a read, then a write, from this thread) need not run.
+    self.request.ignore_result = True
+    if isinstance(outcome, ChunkFailed):
+        raise outcome
+    return outcome
 
 
 def tally(outcomes: list[_Outcome]) -> dict[str, Any]:
@@ -126,8 +124,12 @@ def tally(outcomes: list[_Outcome]) -> dict[str, Any]:
     return counts
 
 
-async def _run_chunk(pairs: list[tuple[str, Any]], backend: Any, started: float) -> list[_Outcome]:
-    """Every job of a chunk at once on the loop; their outcomes once all are stored.
+async def _run_chunk(
+    pairs: list[tuple[str, Any]], backend: Any, started: float, chunk_id: str | None
+) -> dict[str, Any] | ChunkFailed:
+    """Every job of a chunk at once on the loop; once all are stored, the chunk's own
+    outcome (its counts, or ChunkFailed holding them), stored under `chunk_id` as
+    Celery would (for clients waiting on a chunk they sent by name).
 
     Raises:
         The first error that kept a job's outcome from being stored (Redis gone past
@@ -139,7 +141,19 @@ async def _run_chunk(pairs: list[tuple[str, Any]], backend: Any, started: float)
     for outcome in ended:
         if isinstance(outcome, BaseException):
             raise outcome
-    return ended  # type: ignore[return-value]
+    counts = tally(ended)  # type: ignore[arg-type]
+    failed = sum(counts.get("failed", {}).values())
+    if not failed:
+        result: dict[str, Any] | ChunkFailed = counts
+    else:
+        result = ChunkFailed(
+            f"{failed} of {len(pairs)} jobs failed: {json.dumps(counts, sort_keys=True)}",
+            outcomes=counts,
+        )
+    if chunk_id:
+        await store_outcome(backend, chunk_id, states.FAILURE if failed else states.SUCCESS,
+                            result)  # fmt: skip
+    return result
 
 
 async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
