@@ -205,10 +205,25 @@ async def run_job(
     each retry (error, attempt).
     """
     shared = on_loop()
-    claims = shared.claims
+    claims, limiter = shared.claims, shared.limiter
+    registry, stats = worker_registry(), stats or JobStats()
+    # Its callers resolved it already (to refuse what cannot be routed before a claim).
+    stats.provider = stats.provider or registry.resolve(request.model)[0].name
+    policy = RetryPolicy.from_settings(current_settings())
+    tokens = estimate_request_tokens(request)
     with translated(shared.redis_url):  # Redis gone past reconnecting: a chatq error
         result_key = backend.get_key_for_task(job).decode()
-        claim = await claims.claim(job, result_key=result_key)
+        # The first turn at the provider is asked for beside the claim (both commands
+        # share a round trip), and given back when the job is not to be called.
+        early = limiter.ask_early(stats.provider, tokens=tokens, deadline=started + policy.deadline)
+        try:
+            claim = await claims.claim(job, result_key=result_key)
+        except BaseException:
+            await limiter.forgo(early)
+            raise
+        if claim.state != "claimed":
+            await limiter.forgo(early)
+            early = None
         if claim.state == "busy":
             # Running elsewhere: wait for its outcome rather than drop this delivery, so
             # that if the other worker dies before storing a result, this one runs it.
@@ -225,7 +240,7 @@ async def run_job(
             return None
         try:
             return await _answer(
-                job, request, worker_registry(), started, stats or JobStats(), notify
+                job, request, registry, started, stats, notify, policy, tokens, early
             )
         except BaseException:
             with contextlib.suppress(redis.RedisError):  # else the claim expires on its own
@@ -240,9 +255,13 @@ async def _answer(
     started: float,
     stats: JobStats,
     notify: Callable[[ChatqError, int], None] | None,
+    policy: RetryPolicy,
+    tokens: float,
+    early: asyncio.Future | None,
 ) -> dict:
     """Call the upstream with retries; the ChatResponse as a dict, its tokens those of
-    every call the job paid for (an answer that did not match its schema included)."""
+    every call the job paid for (an answer that did not match its schema included).
+    `early` is the first call's turn at the provider, asked for already (or None)."""
 
     def on_retry(error: ChatqError, attempt: int, wait: float) -> None:
         log.info(
@@ -253,12 +272,10 @@ async def _answer(
         if notify is not None:
             notify(error, attempt)
 
-    # Its callers resolved it already (to refuse what cannot be routed before a claim).
     provider = stats.provider or registry.resolve(request.model)[0].name
-    stats.provider = provider
     limiter = on_loop().limiter
-    tokens = estimate_request_tokens(request)
     spent = {"input_tokens": 0, "output_tokens": 0}  # by answers that did not match
+    turn = [early]  # the first call's, when asked for early; then each call asks its own
 
     async def one_call(deadline: float) -> ChatResponse:
         """Wait for a turn at the provider (not an attempt), then make one call."""
@@ -283,8 +300,11 @@ async def _answer(
                 exc.facts["usage"] = dict(spent)
                 raise
 
+        first, turn[0] = turn[0], None
         try:
-            return await limiter.call(provider, upstream, tokens=tokens, deadline=deadline)
+            return await limiter.call(
+                provider, upstream, tokens=tokens, deadline=deadline, early=first
+            )
         except DeadlineExceeded as exc:
             if not called:  # the whole wait was for a turn that never came
                 stats.waited += time.monotonic() - asked
@@ -294,13 +314,12 @@ async def _answer(
     # Waits for capacity happen here, inside the task and within the job's deadline, so
     # a job never holds its message past the broker's visibility timeout (deadline +
     # one read timeout + a margin; see worker/app.py).
-    response, attempts = await run_with_retries(
-        one_call,
-        RetryPolicy.from_settings(current_settings()),
-        started=started,
-        on_retry=on_retry,
-        paced=limiter.guards(provider),
-    )
+    try:
+        response, attempts = await run_with_retries(
+            one_call, policy, started=started, on_retry=on_retry, paced=limiter.guards(provider)
+        )
+    finally:
+        await limiter.forgo(turn[0])  # a first call never made (the deadline had passed)
     usage = {k: getattr(response, k) + spent[k] for k in spent}
     update = {"attempts": attempts, "retries": dict(stats.retries), **usage}
     if response.cost is None or any(spent.values()):

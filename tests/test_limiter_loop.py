@@ -154,3 +154,65 @@ def test_an_unlimited_provider_is_called_without_the_backend(run):
     limiter = _limiter(clock, {}, backend)
     assert run(limiter.call("mock", answering(), tokens=1, deadline=T0 + 60)) is ANSWER
     assert backend.steps == {}
+
+
+def test_a_turn_asked_for_early_is_the_one_the_first_call_uses(make_backend, run):
+    """A job asks for its first turn beside its claim: the call then costs no second
+    acquire, and its lease goes back when it ends."""
+    clock = FakeClock()
+    backend = Counting(make_backend(clock))
+    limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=1)}, backend)
+
+    async def early_then_call() -> object:
+        early = limiter.ask_early("openrouter", tokens=1, deadline=T0 + 60)
+        await asyncio.sleep(0)  # the claim's round trip, in the job
+        return await limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60,
+                                  early=early)  # fmt: skip
+
+    assert run(early_then_call()) is ANSWER
+    assert backend.steps == {"acquire": 1, "release": 1}
+    assert backend.backend.status("openrouter")["in_flight"] == 0
+
+
+def test_a_turn_asked_for_early_and_not_used_is_given_back(make_backend, run):
+    """The claim said the job already succeeded, or runs elsewhere: its turn frees at
+    once for the next job, even at a concurrency of one."""
+    clock = FakeClock()
+    limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=1)}, make_backend(clock))
+
+    async def early_then_forgo() -> None:
+        early = limiter.ask_early("openrouter", tokens=1, deadline=T0 + 60)
+        await early  # granted
+        assert limiter.backend.status("openrouter")["in_flight"] == 1
+        await limiter.forgo(early)
+
+    run(early_then_forgo())
+    assert limiter.backend.status("openrouter")["in_flight"] == 0
+    assert run(limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60)) is ANSWER
+
+
+def test_a_turn_still_waited_for_when_forgone_is_given_back_once_granted(make_backend, run):
+    """Not cancelled: its grant may be in the reply just read. No lease is left held."""
+    clock = FakeClock()
+    limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=1)}, make_backend(clock))
+    held = run(limiter.acquire("openrouter", tokens=1, deadline=T0 + 100))  # the only lease
+
+    async def forgo_while_waiting() -> None:
+        early = limiter.ask_early("openrouter", tokens=1, deadline=T0 + 60)
+        while not clock.sleeps:  # it found no free lease and waits
+            await asyncio.sleep(0)
+        await limiter.forgo(early)
+        await limiter._release(held, "ok")  # the lease frees: the early wait is granted
+        await early
+        for _ in range(10):  # and gives it back at once
+            await asyncio.sleep(0)
+
+    run(forgo_while_waiting())
+    assert limiter.backend.status("openrouter")["in_flight"] == 0
+
+
+def test_an_unguarded_provider_asks_for_no_early_turn(run):
+    clock = FakeClock()
+    limiter = _limiter(clock, {}, Counting(MemoryBackend(clock=clock)))
+    assert limiter.ask_early("mock", tokens=1, deadline=T0 + 60) is None
+    run(limiter.forgo(None))

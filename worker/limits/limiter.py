@@ -107,6 +107,7 @@ class Limiter:
         self.step = step
         self._clock = clock
         self._sleep = sleep
+        self._giving_back: set[asyncio.Task] = set()
         self._rand = rand
 
     @classmethod
@@ -132,13 +133,20 @@ class Limiter:
         return self._limits[provider]
 
     async def call(
-        self, provider: str, fn: Callable[[], Awaitable[T]], *, tokens: float, deadline: float
+        self,
+        provider: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        tokens: float,
+        deadline: float,
+        early: asyncio.Future[Permit] | None = None,
     ) -> T:
         """Wait for a turn at `provider`, make the call `await fn()` once, report how it went.
 
         Args:
             tokens: the request's estimated size (see `estimate_request_tokens`).
             deadline: the monotonic instant the job gives up.
+            early: a turn asked for already (`ask_early`), used instead of a new one.
 
         Raises:
             DeadlineExceeded: no capacity before `deadline` (no call was made).
@@ -148,7 +156,10 @@ class Limiter:
         """
         if not self.guards(provider):
             return await fn()
-        permit = await self.acquire(provider, tokens=tokens, deadline=deadline)
+        if early is not None:
+            permit = await early
+        else:
+            permit = await self.acquire(provider, tokens=tokens, deadline=deadline)
         try:
             result = await fn()
         except RateLimited as exc:
@@ -167,6 +178,36 @@ class Limiter:
                      "headers' reset)", provider, pause)  # fmt: skip
         await self._release(permit, maths.OK, actual=_usage(result), retry_after=pause)
         return result
+
+    def ask_early(
+        self, provider: str, *, tokens: float, deadline: float
+    ) -> asyncio.Future[Permit] | None:
+        """Start waiting for a turn at `provider` now, beside other work (a job's claim:
+        the two commands then share one round trip to Redis); the task to hand to the
+        first `call`, or to `forgo`. None when the limiter does not guard `provider`."""
+        if not self.guards(provider):
+            return None
+        return asyncio.ensure_future(self.acquire(provider, tokens=tokens, deadline=deadline))
+
+    async def forgo(self, early: asyncio.Future[Permit] | None) -> None:
+        """Give back a turn asked for early and not used (the job will not be called):
+        its lease frees at once, or as soon as a wait still under way is granted. (Not
+        cancelled: its grant may be in the reply just read, and would be lost with it.)"""
+        if early is None:
+            return
+        if not early.done():
+            early.add_done_callback(self._give_back)
+            return
+        if early.cancelled() or early.exception() is not None:
+            return  # no turn was taken
+        await self._release(early.result(), maths.FAILED)
+
+    def _give_back(self, early: asyncio.Future[Permit]) -> None:
+        if early.cancelled() or early.exception() is not None:
+            return
+        task = asyncio.ensure_future(self._release(early.result(), maths.FAILED))
+        self._giving_back.add(task)  # held until it ends (the loop keeps weak references)
+        task.add_done_callback(self._giving_back.discard)
 
     async def acquire(self, provider: str, *, tokens: float, deadline: float) -> Permit:
         """Wait until `provider` admits one call; the permit to release after it.
