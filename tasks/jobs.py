@@ -69,6 +69,8 @@ class OnLoop:
     claims: Claims
     limiter: Limiter
     metrics: MetricsBuffer
+    #: Every job's attempts, backoff and deadline (the settings do not change).
+    policy: RetryPolicy
     pid: int
     #: The broker's URL, as errors name it (Celery's lookup costs more than a job's claim).
     redis_url: str
@@ -86,6 +88,7 @@ def on_loop() -> OnLoop:
             claims=Claims(client, ttl=settings.job_deadline + settings.timeout),
             limiter=Limiter.from_settings(settings, RedisBackend(worker_redis(), aclient=client)),
             metrics=MetricsBuffer(client, ttl=settings.result_ttl),
+            policy=RetryPolicy.from_settings(settings),
             pid=os.getpid(),
             redis_url=app.conf.broker_url,
         )
@@ -205,11 +208,10 @@ async def run_job(
     each retry (error, attempt).
     """
     shared = on_loop()
-    claims, limiter = shared.claims, shared.limiter
+    claims, limiter, policy = shared.claims, shared.limiter, shared.policy
     registry, stats = worker_registry(), stats or JobStats()
     # Its callers resolved it already (to refuse what cannot be routed before a claim).
     stats.provider = stats.provider or registry.resolve(request.model)[0].name
-    policy = RetryPolicy.from_settings(current_settings())
     tokens = estimate_request_tokens(request)
     with translated(shared.redis_url):  # Redis gone past reconnecting: a chatq error
         result_key = backend.get_key_for_task(job).decode()
@@ -272,7 +274,8 @@ async def _answer(
         if notify is not None:
             notify(error, attempt)
 
-    provider = stats.provider or registry.resolve(request.model)[0].name
+    provider = stats.provider
+    assert provider is not None  # run_job resolved it
     limiter = on_loop().limiter
     spent = {"input_tokens": 0, "output_tokens": 0}  # by answers that did not match
     turn = [early]  # the first call's, when asked for early; then each call asks its own

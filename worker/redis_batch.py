@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -36,8 +35,6 @@ else:  # redis-py requires async-timeout there
     from async_timeout import timeout as _timeout
 
 __all__ = ["BatchedScript", "RedisBatcher"]
-
-log = logging.getLogger(__name__)
 
 _Pending = tuple[tuple[Any, ...], asyncio.Future]
 
