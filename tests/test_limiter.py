@@ -256,6 +256,26 @@ def test_a_fresh_provider_with_no_limit_is_approached_with_a_slow_start(make_bac
     assert {caller.acquire().status for _ in range(50)} == {GRANTED}
 
 
+def test_a_caller_waiting_in_the_slow_start_is_re_timed_when_the_rate_doubles(make_backend, run):
+    clock = FakeClock()
+    caller = Caller(make_backend(clock, Tuning(start=20.0, doubling=0.5)), Limits(), run)
+    last = [caller.acquire() for _ in range(30)][-1]
+    # Ticket 29 is due at 1.45 s at 20 a second; its caller comes back when the rate
+    # doubles, and is re-timed: 19 tickets past the schedule's base at 40 a second.
+    assert (last.status, round(last.wait, 6)) == (RESERVED, 0.5)
+    clock.now += last.wait
+    again = caller.acquire(ticket=last.ticket)
+    assert (again.status, round(again.wait, 6)) == (RESERVED, 0.475)
+    clock.now += again.wait
+    assert caller.acquire(ticket=last.ticket).status == GRANTED
+
+
+def test_a_configured_rate_is_no_slow_start_and_keeps_its_long_waits(make_backend, run):
+    clock = FakeClock()
+    caller = Caller(make_backend(clock, Tuning(start=20.0, doubling=0.5)), Limits(rate=20), run)
+    assert round([caller.acquire() for _ in range(30)][-1].wait, 6) == 1.45
+
+
 def test_status_shows_the_learned_rate_the_calls_in_flight_and_recent_429s(make_backend, run):
     clock = FakeClock()
     backend = make_backend(clock)

@@ -40,7 +40,10 @@ With no limit configured the rate is unknown until the first 429, and a fresh
 provider is approached with a slow start (`start` calls a second, doubling every
 `doubling` seconds: no limit at all within seconds) so that a cold fleet of a hundred
 threads does not open with a hundred calls in the same millisecond. The first 429
-takes the rate from the calls admitted over the last `window` seconds.
+takes the rate from the calls admitted over the last `window` seconds. A caller whose
+ticket is due later than the next doubling is told to come back at that doubling, where
+the faster schedule re-times its ticket: otherwise the callers who arrived first would
+sleep out the start's slow spacing long after the rate had doubled past it.
 """
 
 from __future__ import annotations
@@ -100,8 +103,8 @@ class Tuning:
     floor: float = 1 / 60  # calls a second: the learned rate never goes below one a minute
     window: float = 1.0  # s: admitted calls are counted over this window
     token_burst: float = 10.0  # s of a TPM budget that may be spent at once
-    start: float = 20.0  # calls a second at the start of a slow start (0: none)
-    doubling: float = 0.25  # s: the slow start doubles the rate this often
+    start: float = 200.0  # calls a second at the start of a slow start (0: none)
+    doubling: float = 0.05  # s: the slow start doubles the rate this often
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,13 @@ def effective_rate(state: State, limits: Limits, now: float, tuning: Tuning) -> 
     return None if doublings > 20 else tuning.start * 2.0**doublings
 
 
+def _doubles_in(state: State, now: float, limits: Limits, tuning: Tuning) -> float:
+    """Seconds until the slow start doubles the rate (inf when none is running)."""
+    if state.rate or limits.rate or not tuning.start:
+        return math.inf
+    return tuning.doubling - (now - state.born) % tuning.doubling
+
+
 def measured_rate(state: State, now: float, tuning: Tuning) -> float:
     """Calls admitted per second over the last window (sliding estimate)."""
     _roll(state, now, tuning)
@@ -220,7 +230,8 @@ def acquire(
         if due - now > max_wait:
             return Decision(LATE, due - now)
         if due - now > _EPSILON:
-            return Decision(RESERVED, due - now, ticket)
+            wait = min(due - now, _doubles_in(state, now, limits, tuning))
+            return Decision(RESERVED, wait, ticket)
     else:
         ticket = None
     if now < state.pause_until:

@@ -151,7 +151,12 @@ if rate then
   end
   local wait = due(s, ticket) - now
   if wait > max_wait then return answer('late', wait) end
-  if wait > 0.001 then return answer('reserved', wait, ticket) end
+  if wait > 0.001 then
+    if s.rate == 0 and start and not ceiling then  -- maths._doubles_in
+      wait = math.min(wait, doubling - math.fmod(now - s.born, doubling))
+    end
+    return answer('reserved', wait, ticket)
+  end
 else
   ticket = nil
 end
