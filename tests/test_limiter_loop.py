@@ -11,7 +11,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from chatq.errors import QuotaExhausted
+from chatq.errors import DeadlineExceeded, QuotaExhausted
 from config import ProviderLimits
 from tests import test_limiter
 from tests.test_limiter import ANSWER, NO_SLOW_START, T0, FakeClock, _limiter, answering
@@ -166,12 +166,63 @@ def test_a_turn_asked_for_early_is_the_one_the_first_call_uses(make_backend, run
     async def early_then_call() -> object:
         early = limiter.ask_early("openrouter", tokens=1, deadline=T0 + 60)
         await asyncio.sleep(0)  # the claim's round trip, in the job
-        return await limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60,
-                                  early=early)  # fmt: skip
+        answer = await limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60,
+                                    early=early)  # fmt: skip
+        await limiter.drain()  # the release runs behind the answer
+        return answer
 
     assert run(early_then_call()) is ANSWER
     assert backend.steps == {"acquire": 1, "release": 1}
     assert backend.backend.status("openrouter")["in_flight"] == 0
+
+
+def test_a_success_is_answered_without_waiting_for_its_release(make_backend, run):
+    """The answer goes on to be stored while the lease goes back (both commands then
+    share a pipeline); `drain` waits for the release, which frees the lease."""
+    clock = FakeClock()
+    backend = Counting(make_backend(clock))
+    limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=1)}, backend)
+    unblock = asyncio.Event()
+    release = backend.release
+
+    async def slow_release(*args, **kw):
+        await unblock.wait()
+        return await release(*args, **kw)
+
+    backend.release = slow_release
+
+    async def call_then_drain() -> tuple:
+        answer = await limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60)
+        held = backend.backend.status("openrouter")["in_flight"]
+        unblock.set()
+        await limiter.drain()
+        return answer, held, backend.backend.status("openrouter")["in_flight"]
+
+    assert run(call_then_drain()) == (ANSWER, 1, 0)
+
+
+def test_no_call_is_begun_in_the_last_moments_before_the_deadline(run):
+    """A lease that frees a moment before a waiting job's deadline is not taken: the
+    call could not be answered in time and would be paid for all the same."""
+    clock = FakeClock()
+    limiter = _limiter(clock, {"kimi": ProviderLimits(concurrency=1)})
+    held = run(limiter.acquire("kimi", tokens=1, deadline=T0 + 100))
+    calls: list[float] = []
+
+    async def both() -> list:
+        waiting = asyncio.ensure_future(limiter.call(
+            "kimi", answering(calls=calls, clock=clock), tokens=1, deadline=T0 + 1
+        ))  # fmt: skip
+        # The lease frees within the last quarter second of the waiting job's deadline.
+        while clock.now < T0 + 0.75 and not waiting.done():
+            await asyncio.sleep(0)
+        await limiter._release(held, "ok")
+        return await asyncio.gather(waiting, return_exceptions=True)
+
+    (refused,) = run(both())
+    assert isinstance(refused, DeadlineExceeded), refused
+    assert "could not get capacity for kimi" in str(refused)
+    assert calls == []
 
 
 def test_a_turn_asked_for_early_and_not_used_is_given_back(make_backend, run):

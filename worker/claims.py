@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from worker.tokens import new_token
 
 __all__ = ["Claim", "Claims"]
 
@@ -100,7 +101,7 @@ class Claims:
             stored=...) with the stored result document when it already succeeded;
             Claim("busy") when another execution holds it.
         """
-        token = f"{self._owner}:{uuid.uuid4().hex[:8]}"
+        token = f"{self._owner}:{new_token()}"
         state, value = await self._claim(
             keys=[self.PREFIX + job_id, result_key], args=[token, self._ttl_ms]
         )

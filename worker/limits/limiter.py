@@ -21,7 +21,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -35,6 +34,7 @@ from worker.chat.types import ChatRequest
 from worker.limits import maths
 from worker.limits.backends import LimitBackend
 from worker.limits.maths import Limits
+from worker.tokens import new_token
 
 __all__ = ["Limiter", "Permit", "estimate_prompt_tokens", "estimate_request_tokens"]
 
@@ -45,6 +45,9 @@ T = TypeVar("T")
 #: lease need not either: a slot held by a killed worker frees by then, plus this slack,
 #: well before the broker hands the job to another worker.
 _LEASE_SLACK = 2.0
+#: Seconds before its job's deadline after which a call is not begun: no provider
+#: answers in less, and the call would be paid for all the same (or cut off unanswered).
+_LAST_TURN = 0.25
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
@@ -107,7 +110,7 @@ class Limiter:
         self.step = step
         self._clock = clock
         self._sleep = sleep
-        self._giving_back: set[asyncio.Task] = set()
+        self._behind_tasks: set[asyncio.Task] = set()
         self._rand = rand
 
     @classmethod
@@ -176,7 +179,9 @@ class Limiter:
         if pause:
             log.info("%s: its rate budget is spent, pausing it fleet-wide for %.2fs (the "
                      "headers' reset)", provider, pause)  # fmt: skip
-        await self._release(permit, maths.OK, actual=_usage(result), retry_after=pause)
+        # Not awaited: the answer is the job's, whatever the bookkeeping's round trip
+        # does, and the release then shares a pipeline with the job's stored result.
+        self._behind(self._release(permit, maths.OK, actual=_usage(result), retry_after=pause))
         return result
 
     def ask_early(
@@ -205,31 +210,44 @@ class Limiter:
     def _give_back(self, early: asyncio.Future[Permit]) -> None:
         if early.cancelled() or early.exception() is not None:
             return
-        task = asyncio.ensure_future(self._release(early.result(), maths.FAILED))
-        self._giving_back.add(task)  # held until it ends (the loop keeps weak references)
-        task.add_done_callback(self._giving_back.discard)
+        self._behind(self._release(early.result(), maths.FAILED))
+
+    def _behind(self, release: Awaitable[None]) -> None:
+        """Run a release in the background, beside what the job does next (its command
+        goes out with the next pipeline all the same); `drain` waits for it."""
+        task = asyncio.ensure_future(release)
+        self._behind_tasks.add(task)  # held until it ends (the loop keeps weak references)
+        task.add_done_callback(self._behind_tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the releases still running in the background (a stopping worker;
+        a test reading the shared state)."""
+        while self._behind_tasks:
+            await asyncio.gather(*self._behind_tasks, return_exceptions=True)
 
     async def acquire(self, provider: str, *, tokens: float, deadline: float) -> Permit:
         """Wait until `provider` admits one call; the permit to release after it.
 
         Raises:
-            DeadlineExceeded: the turn would come after `deadline`.
+            DeadlineExceeded: the turn would come after `deadline`, or leave less than
+                `_LAST_TURN` seconds before it.
             QuotaExhausted: `provider` is paused fleet-wide for a spent quota (checked by
                 every acquire step, the granting one included).
         """
         limits = self._limits_of(provider)
         assert limits is not None  # acquire is for guarded providers only
-        token = uuid.uuid4().hex
+        token = new_token()
         ticket: int | None = None
         poll = 0.01
         began = self._clock()
         while True:
             left = deadline - self._clock()
-            if left <= 0:
+            if left <= _LAST_TURN:
                 raise self._no_capacity(provider, began, "still waiting at the deadline")
             decision = await self.backend.acquire(
                 provider, limits, token=token, tokens=tokens,
-                lease=min(self.lease, left + _LEASE_SLACK), max_wait=left, ticket=ticket,
+                lease=min(self.lease, left + _LEASE_SLACK), max_wait=left - _LAST_TURN,
+                ticket=ticket,
             )  # fmt: skip
             if decision.status == maths.GRANTED:
                 return Permit(provider, limits, token, tokens, decision.at)
