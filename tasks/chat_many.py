@@ -36,7 +36,7 @@ from tasks.jobs import (
     job_ended,
     on_loop,
     run_job,
-    store_outcome,
+    send_outcome,
     worker_registry,
 )
 from worker.aio import process_loop
@@ -101,7 +101,7 @@ def chat_many(self: Any, jobs: Any) -> dict[str, Any]:
     if not pairs:
         return {"ok": 0}
     outcome = process_loop().run(_run_chunk(pairs, self.backend, started, self.request.id))
-    # Stored on the loop already, in the pipeline of the chunk's last jobs: Celery's own
+    # Stored on the loop already, in the pipeline of the chunk's last job: Celery's own
     # store (a read, then a write, from this thread) need not run.
     self.request.ignore_result = True
     if isinstance(outcome, ChunkFailed):
@@ -124,69 +124,106 @@ def tally(outcomes: list[_Outcome]) -> dict[str, Any]:
     return counts
 
 
+class _Chunk:
+    """The jobs of one chunk on the loop, and the chunk's own outcome: its counts (or
+    ChunkFailed holding them), sent to be stored under the chunk's id with the last
+    job's outcome, in the same pipeline, as Celery would store a task's result (for
+    clients waiting on a chunk they sent by name)."""
+
+    def __init__(self, size: int, backend: Any, chunk_id: str | None):
+        self.size = size
+        self.backend = backend
+        self.chunk_id = chunk_id
+        self.outcomes: list[_Outcome] = []
+        self.result: dict[str, Any] | ChunkFailed | None = None
+        self.stored: asyncio.Future | None = None
+
+    async def end(self, outcome: _Outcome, job: str, state: str | None = None,
+                  result: Any = None) -> _Outcome:  # fmt: skip
+        """One job ended with `outcome`: store its `state` and `result` (none when
+        `state` is None); the chunk's own once every job has ended."""
+        sent = send_outcome(self.backend, job, state, result) if state else None
+        self.outcomes.append(outcome)
+        if len(self.outcomes) == self.size:
+            self._settle()
+        if sent is not None:
+            await sent
+        return outcome
+
+    def _settle(self) -> None:
+        counts = tally(self.outcomes)
+        failed = sum(counts.get("failed", {}).values())
+        if not failed:
+            self.result = counts
+        else:
+            self.result = ChunkFailed(
+                f"{failed} of {self.size} jobs failed: {json.dumps(counts, sort_keys=True)}",
+                outcomes=counts,
+            )
+        if self.chunk_id:
+            state = states.FAILURE if failed else states.SUCCESS
+            self.stored = send_outcome(self.backend, self.chunk_id, state, self.result)
+
+
 async def _run_chunk(
     pairs: list[tuple[str, Any]], backend: Any, started: float, chunk_id: str | None
 ) -> dict[str, Any] | ChunkFailed:
     """Every job of a chunk at once on the loop; once all are stored, the chunk's own
-    outcome (its counts, or ChunkFailed holding them), stored under `chunk_id` as
-    Celery would (for clients waiting on a chunk they sent by name).
+    outcome (see `_Chunk`).
 
     Raises:
         The first error that kept a job's outcome from being stored (Redis gone past
-        its retries), after every other job has ended.
+        its retries), after every other job has ended. (Celery then stores the chunk's
+        failure over the counts sent with its last job.)
     """
+    chunk = _Chunk(len(pairs), backend, chunk_id)
     ended = await asyncio.gather(
-        *(_one(job, data, backend, started) for job, data in pairs), return_exceptions=True
+        *(_one(job, data, started, chunk) for job, data in pairs), return_exceptions=True
     )
     for outcome in ended:
         if isinstance(outcome, BaseException):
             raise outcome
-    counts = tally(ended)  # type: ignore[arg-type]
-    failed = sum(counts.get("failed", {}).values())
-    if not failed:
-        result: dict[str, Any] | ChunkFailed = counts
-    else:
-        result = ChunkFailed(
-            f"{failed} of {len(pairs)} jobs failed: {json.dumps(counts, sort_keys=True)}",
-            outcomes=counts,
-        )
-    if chunk_id:
-        await store_outcome(backend, chunk_id, states.FAILURE if failed else states.SUCCESS,
-                            result)  # fmt: skip
-    return result
+    if chunk.stored is not None:
+        await chunk.stored
+    assert chunk.result is not None  # every job ended
+    return chunk.result
 
 
-async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
+async def _one(job: str, data: Any, started: float, chunk: _Chunk) -> _Outcome:
     """Run one job of a chunk and store its outcome."""
     if job in worker_state.revoked:
         log.info("job %s was revoked: not run", job)
         # An ended job: nobody waits for it.
-        await store_outcome(backend, job, states.REVOKED, TaskRevokedError("revoked"))
-        return _Outcome("skipped")
+        revoked = TaskRevokedError("revoked")
+        return await chunk.end(_Outcome("skipped"), job, states.REVOKED, revoked)
     stats, model = JobStats(), "?"
     try:
         request = ChatRequest.parse(data)
         model = request.model
         stats.provider = worker_registry().prepare(request)[0].name
-        response = await run_job(job, request, backend=backend, started=started, stats=stats)
+        response = await run_job(job, request, backend=chunk.backend, started=started,
+                                 stats=stats)  # fmt: skip
     except JobRevoked:
         log.info("job %s was revoked while it waited: not run", job)
-        await store_outcome(backend, job, states.REVOKED, TaskRevokedError("revoked"))
-        return _Outcome("skipped")
+        revoked = TaskRevokedError("revoked")
+        return await chunk.end(_Outcome("skipped"), job, states.REVOKED, revoked)
     except ChatqError as exc:
-        await store_outcome(backend, job, states.FAILURE, exc)
+        failed = _Outcome("failed", exc.label, dict(stats.retries))
+        await chunk.end(failed, job, states.FAILURE, exc)
         job_ended(job, model, stats, error=exc)
-        return _Outcome("failed", exc.label, dict(stats.retries))
+        return failed
     except Exception as exc:  # a job's own bug must not sink its chunk-mates
         log.exception("job %s model=%s failed unexpectedly", job, model[:120])
         error = JobFailed(f"{type(exc).__name__}: {exc}")
-        await store_outcome(backend, job, states.FAILURE, error)
+        failed = _Outcome("failed", error.label, dict(stats.retries))
+        await chunk.end(failed, job, states.FAILURE, error)
         job_ended(job, model, stats, error=error, logged=True)
-        return _Outcome("failed", error.label, dict(stats.retries))
+        return failed
     if response is None:
-        return _Outcome("skipped")
+        return await chunk.end(_Outcome("skipped"), job)
+    ok = _Outcome("ok", None, dict(stats.retries))
     try:
-        await store_outcome(backend, job, states.SUCCESS, response)
+        await chunk.end(ok, job, states.SUCCESS, response)
     except Exception:
         # Paid for but not stored (Redis gone past every retry): let go of the claim
         # so that the fleet's sweeper can run the job again rather than wait it out.
@@ -194,7 +231,7 @@ async def _one(job: str, data: Any, backend: Any, started: float) -> _Outcome:
             await on_loop().claims.release_mine(job)
         raise
     job_ended(job, model, stats, response=response)
-    return _Outcome("ok", None, dict(stats.retries))
+    return ok
 
 
 def _pairs(jobs: Any) -> list[tuple[str, Any]]:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -40,6 +41,7 @@ __all__ = [
     "job_ended",
     "on_loop",
     "run_job",
+    "send_outcome",
     "store_outcome",
     "worker_registry",
 ]
@@ -99,9 +101,9 @@ def on_loop() -> OnLoop:
 @signals.worker_process_shutdown.connect
 def _stopping(**kw: Any) -> None:
     """In-flight jobs have ended by now (a threads pool's main process, or a prefork
-    child): write the metrics they added up and close the upstream connections, within
-    `_WIND_DOWN` seconds (a Redis that is gone must not hold the worker's exit for the
-    whole reconnect window)."""
+    child): let their last releases reach the limiter, write the metrics they added
+    up and close the upstream connections, within `_WIND_DOWN` seconds (a Redis that
+    is gone must not hold the worker's exit for the whole reconnect window)."""
     if _on_loop is None or _on_loop.pid != os.getpid():
         return
     try:
@@ -115,6 +117,7 @@ _WIND_DOWN = 3.0
 
 
 async def _wind_down(shared: OnLoop) -> None:
+    await shared.limiter.drain()
     await shared.metrics.flush()
     if _registry is not None:
         await _registry.aclose()
@@ -127,15 +130,24 @@ async def store_outcome(backend: Any, job: str, state: str, result: Any) -> None
     Celery's own `store_result` first reads the stored state so as not to overwrite a
     success; here the job's claim already guarantees that, so that read is skipped.
     """
+    await send_outcome(backend, job, state, result)
+
+
+def send_outcome(backend: Any, job: str, state: str, result: Any) -> asyncio.Future:
+    """`store_outcome`'s commands, handed to the loop's next pipeline now (on the loop);
+    the future of their replies."""
     result = backend.encode_result(result, state)  # an error as Celery stores one
-    meta = backend._get_result_meta(result=result, state=state, traceback=None, request=None)
-    meta["task_id"] = job
+    # The document Celery's `_get_result_meta` makes off a task's thread (no request,
+    # so no children, group or extended fields), without its per-call settings lookups.
+    done = datetime.now(backend.app.timezone).isoformat()
+    meta = {"status": state, "result": result, "traceback": None, "children": None,
+            "date_done": done, "task_id": job}  # fmt: skip
     key, value = backend.get_key_for_task(job), backend.encode(meta)
     expires = backend.failure_expires if state == states.FAILURE else backend.expires
     client = loop_redis()
     stored = ("SETEX", key, int(expires), value) if expires else ("SET", key, value)
     # Futures of one pipeline, gathered without a task each.
-    await asyncio.gather(client.send(*stored), client.send("PUBLISH", key, value))
+    return asyncio.gather(client.send(*stored), client.send("PUBLISH", key, value))
 
 
 class JobRevoked(JobFailed):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 
 import pytest
@@ -30,6 +32,13 @@ def test_enqueue_many_sends_chunks_and_every_job_gets_its_own_result(
     answers = [producer.wait(r, timeout=30).content for r in results]
     assert answers == [f"echo: q{i}" for i in range(10)]
     assert upstream.calls == 10
+    # Each job's result is the document Celery's backend stores for a task.
+    stored = json.loads(redis_client.get(f"celery-task-meta-{results[0].id}"))
+    celerys = app.backend._get_result_meta(stored["result"], states.SUCCESS, None, None)
+    assert stored == {**celerys, "task_id": results[0].id, "date_done": stored["date_done"]}
+    done = dt.datetime.fromisoformat(stored["date_done"])
+    assert done.utcoffset() == dt.timedelta(0)
+    assert abs(dt.datetime.now(dt.timezone.utc) - done) < dt.timedelta(seconds=60)
 
 
 def test_a_chunk_keeps_each_jobs_failure_and_retries_to_itself(
