@@ -160,13 +160,23 @@ def test_flower_metrics_and_batch_status_tell_the_same_true_story(
         assert tasks[single.id]["retries"] == 1
         assert "question" not in json.dumps(tasks)  # counts and sizes, never a prompt
 
-        # The metrics, from the worker's endpoint, agree with the batch summary.
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as answer:
-            metrics = _metrics(answer.read().decode())
+        # The metrics, from the worker's endpoint, agree with the batch summary once the
+        # worker has written its last second of counts (it writes them once a second).
         provider = (("provider", "openrouter"),)
 
         def metric(name: str, **labels: str) -> float:
             return metrics.get((name, tuple(sorted({**dict(provider), **labels}.items()))), 0)
+
+        jobs = status["succeeded"] + status["failed"]
+        written_by = time.monotonic() + 5
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as answer:
+                metrics = _metrics(answer.read().decode())
+            ended = metric("chatq_jobs_total", outcome="succeeded")
+            ended += metric("chatq_jobs_total", outcome="failed")
+            if ended >= jobs or time.monotonic() > written_by:
+                break
+            time.sleep(0.2)
 
         assert metric("chatq_jobs_total", outcome="succeeded") == status["succeeded"]
         assert metric("chatq_jobs_total", outcome="failed") == status["failed"]
