@@ -42,8 +42,8 @@ provider is approached with a slow start (`start` calls a second, doubling every
 threads does not open with a hundred calls in the same millisecond. The first 429
 takes the rate from the calls admitted over the last `window` seconds. A caller whose
 ticket is due later than the next doubling is told to come back at that doubling, where
-the faster schedule re-times its ticket: otherwise the callers who arrived first would
-sleep out the start's slow spacing long after the rate had doubled past it.
+the faster schedule re-times its ticket: otherwise the waiting callers would come back
+late, behind a schedule that has doubled since, and together, in a burst.
 """
 
 from __future__ import annotations
