@@ -86,6 +86,29 @@ def test_a_script_is_loaded_again_when_redis_has_forgotten_it(redis_url, redis_c
     assert _run(main()) == (2, 5)
 
 
+def test_callers_that_find_a_script_missing_together_load_it_once(redis_url, redis_client):
+    """A thousand jobs whose pipeline meets a restarted Redis send one copy of the
+    script, not a thousand; each still gets its own reply."""
+
+    async def main():
+        batcher = RedisBatcher(aredis.Redis.from_url(redis_url))
+        script = batcher.register_script(_INCR)
+        assert batcher.register_script(_INCR) is script  # one object per script
+        await script(keys=["s"], args=[1])
+        redis_client.script_flush()
+        redis_client.config_resetstat()
+        replies = await asyncio.gather(*(script(keys=["s"], args=[1]) for _ in range(200)))
+        await batcher.aclose()
+        return replies
+
+    assert sorted(_run(main())) == list(range(2, 202))
+    stats = redis_client.info("commandstats")
+    # Redis 7 counts SCRIPT LOAD on its own; older servers count every SCRIPT call.
+    loads = stats.get("cmdstat_script|load") or stats.get("cmdstat_script") or {}
+    assert loads.get("calls") == 1
+    assert stats["cmdstat_evalsha"]["calls"] == 400  # 200 refused, then 200 answered
+
+
 def test_a_redis_that_is_gone_fails_every_waiting_caller(tmp_path):
     server = RedisServer(tmp_path / "r", persistent=False).start()
     url = server.url

@@ -53,6 +53,7 @@ class RedisBatcher:
         self._pending: list[_Pending] = []
         self._scheduled = False
         self._sending: set[asyncio.Task] = set()
+        self._scripts: dict[str, BatchedScript] = {}
 
     async def execute_command(self, *args: Any) -> Any:
         """Send one command with the next pipeline; its reply.
@@ -75,8 +76,12 @@ class RedisBatcher:
         return future
 
     def register_script(self, script: str) -> BatchedScript:
-        """An awaitable Lua script, sent by its SHA with the other commands."""
-        return BatchedScript(self, script)
+        """An awaitable Lua script, sent by its SHA with the other commands (one object
+        per script, however many register it)."""
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        if sha not in self._scripts:
+            self._scripts[sha] = BatchedScript(self, script)
+        return self._scripts[sha]
 
     async def set(self, name: str, value: Any, *, px: int | None = None,
                   ex: int | None = None) -> Any:  # fmt: skip
@@ -173,11 +178,28 @@ class BatchedScript:
         self.batcher = batcher
         self.script = script
         self.sha = hashlib.sha1(script.encode()).hexdigest()
+        self._loading: asyncio.Future | None = None
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         command = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
             return await self.batcher.execute_command(*command)
         except NoScriptError:
-            await self.batcher.execute_command("SCRIPT", "LOAD", self.script)
+            await self.load()
             return await self.batcher.execute_command(*command)
+
+    async def load(self) -> None:
+        """SCRIPT LOAD it: once for all the callers that found it missing together (a
+        thousand jobs whose pipeline met a restarted Redis send one copy, not a thousand)."""
+        if self._loading is None:
+            loading = asyncio.ensure_future(
+                self.batcher.execute_command("SCRIPT", "LOAD", self.script)
+            )
+            self._loading = loading
+            loading.add_done_callback(self._loaded)
+        await asyncio.shield(self._loading)
+
+    def _loaded(self, loading: asyncio.Future) -> None:
+        self._loading = None  # a later restart of Redis loads it again
+        if not loading.cancelled():
+            loading.exception()  # retrieved: each waiter has it raised already
