@@ -180,11 +180,11 @@ async def _run_chunk(
     ended = await asyncio.gather(
         *(_one(job, data, started, chunk) for job, data in pairs), return_exceptions=True
     )
+    if chunk.stored is not None:  # its reply is read even when a job's store failed
+        ended += await asyncio.gather(chunk.stored, return_exceptions=True)
     for outcome in ended:
         if isinstance(outcome, BaseException):
             raise outcome
-    if chunk.stored is not None:
-        await chunk.stored
     assert chunk.result is not None  # every job ended
     return chunk.result
 
