@@ -192,7 +192,10 @@ def test_a_success_is_answered_without_waiting_for_its_release(make_backend, run
     backend.release = slow_release
 
     async def call_then_drain() -> tuple:
-        answer = await limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60)
+        # Bounded: a call that awaited its release would wait here for good.
+        answer = await asyncio.wait_for(
+            limiter.call("openrouter", answering(), tokens=1, deadline=T0 + 60), 5
+        )
         held = backend.backend.status("openrouter")["in_flight"]
         unblock.set()
         await limiter.drain()
