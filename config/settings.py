@@ -99,6 +99,8 @@ class Settings:
     limit_lease: float = 0.0
     visibility_margin: float = 60.0
     chunk_size: int = 16
+    #: Upstream calls in flight at once per worker process (None: every job it holds).
+    in_flight: int | None = None
     sweep_interval: float = 5.0
     lost_after: float = 15.0
     redis_timeout: float = 10.0
@@ -128,8 +130,10 @@ class Settings:
     @property
     def http_connections(self) -> int:
         """Pooled connections per provider per process: CHATQ_HTTP_POOL_SIZE, or enough
-        for every thread a worker may run (concurrency x chunk size, at least 64)."""
-        return self.http_pool_size or max(64, self.concurrency * self.chunk_size)
+        for every call a worker may have in flight (CHATQ_IN_FLIGHT, else concurrency x
+        chunk size; at least 64)."""
+        calls = self.in_flight or self.concurrency * self.chunk_size
+        return self.http_pool_size or max(64, calls)
 
     def limits_for(self, provider: str) -> ProviderLimits:
         """The configured limits of `provider`, else its row's default concurrency (local
@@ -201,6 +205,7 @@ def load_settings(
         limit_lease=_get(src, "CHATQ_LIMIT_LEASE", _positive(float), 0.0),
         visibility_margin=_get(src, "CHATQ_VISIBILITY_MARGIN", _positive(float), 60.0),
         chunk_size=_get(src, "CHATQ_CHUNK_SIZE", _positive(int), 16),
+        in_flight=_get(src, "CHATQ_IN_FLIGHT", _optional(_positive(int)), None),
         sweep_interval=_get(src, "CHATQ_SWEEP_INTERVAL", _positive(float), 5.0),
         lost_after=_get(src, "CHATQ_LOST_AFTER", _positive(float), 15.0),
         redis_timeout=_get(src, "CHATQ_REDIS_TIMEOUT", _positive(float), 10.0),

@@ -30,7 +30,7 @@ from worker.chat.builder import build_registry
 from worker.chat.registry import Registry
 from worker.chat.types import ChatRequest, ChatResponse
 from worker.claims import Claims
-from worker.limits import Limiter, RedisBackend, estimate_request_tokens
+from worker.limits import LAST_TURN, CallSlots, Limiter, RedisBackend, estimate_request_tokens
 from worker.metrics import JobStats, MetricsBuffer
 from worker.redis_guard import translated
 from worker.retry import RetryPolicy, run_with_retries
@@ -65,11 +65,12 @@ def worker_registry() -> Registry:
 class OnLoop:
     """What the jobs of this process share on its event loop (worker/aio.py): job
     claims (expiring before the broker's visibility timeout), the fleet limiter's side
-    of this process, and the metrics added up between writes. Their Redis commands go
-    through the loop's batcher."""
+    of this process, its own cap on calls in flight, and the metrics added up between
+    writes. Their Redis commands go through the loop's batcher."""
 
     claims: Claims
     limiter: Limiter
+    slots: CallSlots
     metrics: MetricsBuffer
     #: Every job's attempts, backoff and deadline (the settings do not change).
     policy: RetryPolicy
@@ -89,6 +90,7 @@ def on_loop() -> OnLoop:
         _on_loop = OnLoop(
             claims=Claims(client, ttl=settings.job_deadline + settings.timeout),
             limiter=Limiter.from_settings(settings, RedisBackend(worker_redis(), aclient=client)),
+            slots=CallSlots(settings.in_flight),
             metrics=MetricsBuffer(client, ttl=settings.result_ttl),
             policy=RetryPolicy.from_settings(settings),
             pid=os.getpid(),
@@ -288,24 +290,31 @@ async def _answer(
 
     provider = stats.provider
     assert provider is not None  # run_job resolved it
-    limiter = on_loop().limiter
+    shared = on_loop()
+    limiter, slots = shared.limiter, shared.slots
     spent = {"input_tokens": 0, "output_tokens": 0}  # by answers that did not match
     turn = [early]  # the first call's, when asked for early; then each call asks its own
 
     async def one_call(deadline: float) -> ChatResponse:
-        """Wait for a turn at the provider (not an attempt), then make one call."""
+        """Wait for a turn at the provider and a slot in this process (not an attempt),
+        then make one call."""
         asked, called = time.monotonic(), False
+        turned: float | None = None  # when the turn came
 
         async def upstream() -> ChatResponse:
-            nonlocal called
-            # A job of a chunk may have waited long for its turn at the provider: if its
-            # batch was cancelled meanwhile, it must not be paid for.
-            if job in worker_state.revoked:
-                raise JobRevoked(f"job {job} was revoked while it waited: not called")
-            called = True
-            stats.waited += time.monotonic() - asked
-            stats.calls += 1
+            nonlocal called, turned
+            # The turn is granted; the call waits for room in this process (at once
+            # unless CHATQ_IN_FLIGHT caps it), within the same last-turn rule.
+            turned = time.monotonic()
+            await slots.take(deadline - turned - LAST_TURN, provider)
             try:
+                # A job of a chunk may have waited long for its turn at the provider: if
+                # its batch was cancelled meanwhile, it must not be paid for.
+                if job in worker_state.revoked:
+                    raise JobRevoked(f"job {job} was revoked while it waited: not called")
+                called = True
+                waits(time.monotonic())
+                stats.calls += 1
                 return await registry.achat(request, deadline=deadline)
             except InvalidAnswer as exc:
                 # Paid for, though re-asked: its tokens count in the job's usage, and the
@@ -314,6 +323,13 @@ async def _answer(
                     spent[key] += int((exc.usage or {}).get(key) or 0)
                 exc.facts["usage"] = dict(spent)
                 raise
+            finally:
+                slots.give_back()
+
+        def waits(now: float) -> None:
+            came = now if turned is None else turned
+            stats.waited += came - asked
+            stats.slot_waited += now - came
 
         first, turn[0] = turn[0], None
         try:
@@ -321,8 +337,8 @@ async def _answer(
                 provider, upstream, tokens=tokens, deadline=deadline, early=first
             )
         except DeadlineExceeded as exc:
-            if not called:  # the whole wait was for a turn that never came
-                stats.waited += time.monotonic() - asked
+            if not called:  # the whole wait was for a turn (or a slot) that never came
+                waits(time.monotonic())
             exc.facts.setdefault("attempts", stats.calls)  # the calls made, not the waits
             raise
 

@@ -9,7 +9,14 @@ import time
 import pytest
 from celery import states
 
-from chatq.errors import ChunkFailed, InvalidRequest, ProviderNotFound, UpstreamError
+from chatq.errors import (
+    ChatqError,
+    ChunkFailed,
+    DeadlineExceeded,
+    InvalidRequest,
+    ProviderNotFound,
+    UpstreamError,
+)
 from tests.fake_upstream import Answer
 from worker.app import CHAT_MANY_TASK, app, chunk_summary
 
@@ -110,6 +117,53 @@ def test_every_offered_pool_runs_chunks_and_single_jobs_on_its_processes_loop(
     answers = [producer.wait(r, timeout=30).content for r in [*results, alone]]
     assert answers == [f"echo: q{i}" for i in range(20)] + ["echo: alone"]
     assert upstream.calls == 21
+
+
+def test_a_worker_holding_more_jobs_than_chatq_in_flight_calls_no_more_at_once(
+    env, upstream, producer_for, start_worker, redis_client
+):
+    # Four threads hold chunks of five (20 jobs at once); three may call at a time, and a
+    # call that ends hands its slot to a waiting job of any chunk.
+    env.update(CHATQ_CHUNK_SIZE="5", CHATQ_IN_FLIGHT="3")
+    upstream.delay = 0.2
+    producer = producer_for(env)
+    requests = [{"model": "openrouter/a/b", "messages": _msg(f"q{i}")} for i in range(20)]
+    results = producer.enqueue_many(requests)
+    start_worker(env, concurrency=4)
+    answers = [producer.wait(r, timeout=30).content for r in results]
+    assert answers == [f"echo: q{i}" for i in range(20)]
+    assert upstream.calls == 20
+    assert upstream.peak_in_flight == 3
+    # Operators see the wait as the workers' (a slot), not the provider's (a turn).
+    deadline = time.monotonic() + 10
+    while not redis_client.hget("chatq:metrics:slot_wait_seconds", "openrouter"):
+        assert time.monotonic() < deadline, "no slot wait counted"
+        time.sleep(0.2)
+    # 17 calls waited for one of 3 slots, about 11 s in all; the turns (the limiter's
+    # slow start, nothing being configured) took a fraction of a second.
+    slot_wait = float(redis_client.hget("chatq:metrics:slot_wait_seconds", "openrouter"))
+    turn_wait = float(redis_client.hget("chatq:metrics:limiter_wait_seconds", "openrouter") or 0)
+    assert slot_wait > 5.0
+    assert turn_wait < slot_wait / 5
+
+
+def test_a_job_that_finds_no_call_slot_before_its_deadline_fails_without_a_call(
+    env, upstream, producer_for, start_worker
+):
+    env.update(CHATQ_IN_FLIGHT="1", CHATQ_JOB_DEADLINE="2", CHATQ_MAX_ATTEMPTS="1")
+    upstream.delay = 3  # the one slot stays taken past both jobs' deadline
+    producer = producer_for(env)
+    start_worker(env)
+    jobs = [[f"slot-{i}", {"model": "openrouter/a/b", "messages": _msg(f"q{i}")}] for i in (1, 2)]
+    app.send_task(CHAT_MANY_TASK, args=[jobs], queue="chat.openrouter")
+    errors = []
+    for job, _ in jobs:
+        with pytest.raises(ChatqError) as failed:
+            producer.wait(app.AsyncResult(job), timeout=30)
+        errors.append(failed.value)
+    waited = [e for e in errors if "CHATQ_IN_FLIGHT=1" in e.message]
+    assert len(waited) == 1 and isinstance(waited[0], DeadlineExceeded)
+    assert upstream.calls == 1  # the job that never had a slot was not called
 
 
 def test_enqueue_many_queues_nothing_when_one_request_is_bad(env, producer_for, redis_client):

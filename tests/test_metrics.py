@@ -28,7 +28,7 @@ def _value(samples: dict, name: str, **labels: str) -> float:
 def test_two_workers_counts_add_up_in_redis_and_any_process_reads_them():
     server = fakeredis.FakeServer()
     worker_a, worker_b, reader = (fakeredis.FakeRedis(server=server) for _ in range(3))
-    retried = JobStats(provider="openrouter", calls=3, waited=0.25)
+    retried = JobStats(provider="openrouter", calls=3, waited=0.25, slot_waited=0.5)
     retried.note_retry(RateLimited("slow down", status=429))
     retried.note_retry(UpstreamUnavailable("down", status=500))
     MetricsRecorder(worker_a).job_ended(retried, response={"input_tokens": 10, "output_tokens": 4})
@@ -49,6 +49,7 @@ def test_two_workers_counts_add_up_in_redis_and_any_process_reads_them():
                   reason="UpstreamUnavailable 500") == 1  # fmt: skip
     assert _value(samples, "chatq_rate_limited_total", provider="openrouter") == 1
     assert _value(samples, "chatq_limiter_wait_seconds_total", provider="openrouter") == 0.25
+    assert _value(samples, "chatq_slot_wait_seconds_total", provider="openrouter") == 0.5
     assert _value(samples, "chatq_tokens_total", provider="openrouter", direction="in") == 10
     assert _value(samples, "chatq_tokens_total", provider="openrouter", direction="out") == 4
 

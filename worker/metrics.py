@@ -12,7 +12,8 @@ process that can reach Redis exposes the same numbers: a worker's optional endpo
 Metrics (all prefixed `chatq_`): `jobs_total{provider,outcome}`,
 `upstream_calls_total{provider}`, `errors_total{provider,error,status}`,
 `retries_total{provider,reason}`, `rate_limited_total{provider}`,
-`limiter_wait_seconds_total{provider}`, `tokens_total{provider,direction}`,
+`limiter_wait_seconds_total{provider}`, `slot_wait_seconds_total{provider}`,
+`tokens_total{provider,direction}`,
 `cost_dollars_total{provider}` (where a cost is known), `calls_in_flight{provider}`,
 `queue_depth{queue}`.
 """
@@ -79,6 +80,10 @@ COUNTERS = {
     "limiter_wait_seconds": _Counter(
         "Seconds jobs waited for a turn at the provider (fleet-wide limits).", ("provider",)
     ),
+    "slot_wait_seconds": _Counter(
+        "Seconds calls waited for a call slot in their worker process (CHATQ_IN_FLIGHT).",
+        ("provider",),
+    ),
     "tokens": _Counter("Tokens of answered jobs, in and out.", ("provider", "direction")),
     "cost_dollars": _Counter(
         "US dollars answered jobs cost, where known (reported, or from CHATQ_PRICES).",
@@ -93,7 +98,9 @@ class JobStats:
 
     provider: str | None = None
     calls: int = 0
+    #: Seconds waited for turns at the provider, and then for a slot in the worker.
     waited: float = 0.0
+    slot_waited: float = 0.0
     rate_limited: int = 0
     retries: Counter[str] = field(default_factory=Counter)
 
@@ -188,6 +195,7 @@ def _increments(
         ("upstream_calls", (provider,), stats.calls),
         ("rate_limited", (provider,), stats.rate_limited + isinstance(error, RateLimited)),
         ("limiter_wait_seconds", (provider,), round(stats.waited, 6)),
+        ("slot_wait_seconds", (provider,), round(stats.slot_waited, 6)),
     ]
     adds += [("retries", (provider, reason), n) for reason, n in stats.retries.items()]
     if error is not None:

@@ -90,6 +90,8 @@ def test_settings_cannot_be_changed_once_read(base, directory):
         ("CHATQ_CONNECT_TIMEOUT", "ten"),
         ("CHATQ_MAX_ATTEMPTS", "2.5"),
         ("CHATQ_HTTP_POOL_SIZE", "many"),
+        ("CHATQ_IN_FLIGHT", "-3"),
+        ("CHATQ_IN_FLIGHT", "lots"),
         ("OLLAMA_URL", "localhost:11434"),
         ("OLLAMA_CLOUD_URL", "ollama.com"),
         ("OPENROUTER_URL", "openrouter.ai/api/v1"),
@@ -113,6 +115,19 @@ def test_the_workers_metrics_endpoint_is_off_unless_a_port_is_given(base, direct
     assert load_settings(base, directory=directory).metrics_port is None
     settings = load_settings({**base, "CHATQ_METRICS_PORT": "9108"}, directory=directory)
     assert (settings.metrics_port, settings.metrics_address) == (9108, "127.0.0.1")
+
+
+def test_calls_in_flight_are_uncapped_unless_set_and_size_the_connection_pool(base, directory):
+    assert load_settings(base, directory=directory).in_flight is None
+    for uncapped in ("unlimited", "0"):
+        environ = {**base, "CHATQ_IN_FLIGHT": uncapped}
+        assert load_settings(environ, directory=directory).in_flight is None
+    environ = {**base, "CHATQ_IN_FLIGHT": "100", "CHATQ_CONCURRENCY": "20"}
+    settings = load_settings(environ, directory=directory)
+    assert settings.in_flight == 100
+    assert settings.http_connections == 100  # not 20 threads x 16 jobs: no more calls
+    environ["CHATQ_HTTP_POOL_SIZE"] = "50"
+    assert load_settings(environ, directory=directory).http_connections == 50
 
 
 def test_a_backoff_cap_below_its_base_is_refused(base, directory):

@@ -36,7 +36,7 @@ from worker.limits.backends import LimitBackend
 from worker.limits.maths import Limits
 from worker.tokens import new_token
 
-__all__ = ["Limiter", "Permit", "estimate_prompt_tokens", "estimate_request_tokens"]
+__all__ = ["LAST_TURN", "Limiter", "Permit", "estimate_prompt_tokens", "estimate_request_tokens"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,7 +47,7 @@ T = TypeVar("T")
 _LEASE_SLACK = 2.0
 #: Seconds before its job's deadline after which a call is not begun: no provider
 #: answers in less, and the call would be paid for all the same (or cut off unanswered).
-_LAST_TURN = 0.25
+LAST_TURN = 0.25
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
@@ -230,7 +230,7 @@ class Limiter:
 
         Raises:
             DeadlineExceeded: the turn would come after `deadline`, or leave less than
-                `_LAST_TURN` seconds before it.
+                `LAST_TURN` seconds before it.
             QuotaExhausted: `provider` is paused fleet-wide for a spent quota (checked by
                 every acquire step, the granting one included).
         """
@@ -242,11 +242,11 @@ class Limiter:
         began = self._clock()
         while True:
             left = deadline - self._clock()
-            if left <= _LAST_TURN:
+            if left <= LAST_TURN:
                 raise self._no_capacity(provider, began, "still waiting at the deadline")
             decision = await self.backend.acquire(
                 provider, limits, token=token, tokens=tokens,
-                lease=min(self.lease, left + _LEASE_SLACK), max_wait=left - _LAST_TURN,
+                lease=min(self.lease, left + _LEASE_SLACK), max_wait=left - LAST_TURN,
                 ticket=ticket,
             )  # fmt: skip
             if decision.status == maths.GRANTED:
