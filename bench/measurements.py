@@ -130,8 +130,11 @@ def io_concurrency(
                                                 concurrency=concurrency), url, ids)  # fmt: skip
 
         url = harness.fresh_db()
-        # The same 200 calls in flight: processes x threads x jobs per chunk.
-        threads = max(1, concurrency // chunk // processes)
+        # The same 200 calls in flight: CHATQ_IN_FLIGHT per process, each process holding
+        # twice that many jobs (threads x jobs per chunk), so that a call that ends is
+        # followed at once by a job claimed already (worker/limits/in_flight.py).
+        in_flight = max(1, concurrency // processes)
+        threads = max(1, 2 * in_flight // chunk)
         request = {"model": "openrouter/bench/m", "messages": payload["messages"]}
         runs = {}
         # "configured": the provider's limit is set (far above this upstream's capacity),
@@ -140,7 +143,8 @@ def io_concurrency(
         for name, extra in (("configured", {"CHATQ_OPENROUTER_RPM": "120000"}), ("cold", {})):
             url = harness.fresh_db()
             env = _chatq_env(url, workdir, upstream, CHATQ_CONCURRENCY=str(threads),
-                             CHATQ_CHUNK_SIZE=str(chunk), **extra)  # fmt: skip
+                             CHATQ_CHUNK_SIZE=str(chunk), CHATQ_IN_FLIGHT=str(in_flight),
+                             **extra)  # fmt: skip
             producer = _producer(env, workdir)
             requests = [producer.prepare(request) for _ in range(jobs)]
             ids = [r.id for r in producer.publish(requests, [None] * jobs)]
@@ -149,6 +153,7 @@ def io_concurrency(
         chatq, cold = runs["configured"], runs["cold"]
     return {
         "chatq": chatq, "baseline": asyncio_figures, "stock_celery": stock, "chatq_cold": cold,
+        "in_flight": in_flight * processes, "threads": threads, "processes": processes,
         "cold_ratio": round(cold["jobs_per_s"] / asyncio_figures["jobs_per_s"], 2),
         "ratio": round(chatq["jobs_per_s"] / asyncio_figures["jobs_per_s"], 2),
         "stock_ratio": round(stock["jobs_per_s"] / asyncio_figures["jobs_per_s"], 2),
