@@ -103,7 +103,7 @@ class Tuning:
     floor: float = 1 / 60  # calls a second: the learned rate never goes below one a minute
     window: float = 1.0  # s: admitted calls are counted over this window
     token_burst: float = 10.0  # s of a TPM budget that may be spent at once
-    start: float = 200.0  # calls a second at the start of a slow start (0: none)
+    start: float = 400.0  # calls a second at the start of a slow start (0: none)
     doubling: float = 0.05  # s: the slow start doubles the rate this often
 
 
