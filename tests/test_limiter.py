@@ -448,6 +448,26 @@ def test_a_spent_quota_pauses_the_provider_so_the_next_jobs_fail_without_a_call(
     assert run(limiter.call("kimi", answering(), tokens=1, deadline=clock.now + 1)) is ANSWER
 
 
+def test_a_spent_quota_is_paused_before_its_lease_frees_so_no_waiter_slips_in(run):
+    # A caller waiting for the one lease polls; if its poll lands as the lease frees,
+    # it must already find the pause, not call an account known to be empty.
+    clock = FakeClock()
+    seen = []
+
+    class Polled(MemoryBackend):
+        async def release(self, provider, limits, **kw):
+            await super().release(provider, limits, **kw)
+            polled = await self.acquire(provider, limits, token="waiter", tokens=1, lease=30,
+                                        max_wait=60, ticket=None)  # fmt: skip
+            seen.append(polled.status)
+
+    backend = Polled(clock=clock, tuning=NO_SLOW_START)
+    limiter = _limiter(clock, {"kimi": ProviderLimits(concurrency=1)}, backend, quota_pause=600)
+    with pytest.raises(QuotaExhausted):
+        run(limiter.call("kimi", raising(spent), tokens=1, deadline=T0 + 60))
+    assert seen == [QUOTA]
+
+
 def test_a_failed_call_gives_its_lease_back(run):
     clock = FakeClock()
     limiter = _limiter(clock, {"openrouter": ProviderLimits(concurrency=1)})

@@ -169,8 +169,10 @@ class Limiter:
             await self._release(permit, maths.LIMITED, retry_after=exc.retry_after)
             raise
         except QuotaExhausted as exc:
-            await self._release(permit, maths.FAILED)
+            # Paused before the lease frees: a caller waiting for it must find the
+            # pause, not make one more call to an account known to be empty.
             await self._pause_for_quota(provider, exc)
+            await self._release(permit, maths.FAILED)
             raise
         except BaseException:  # a cancelled call too: its lease goes back at once
             await self._release(permit, maths.FAILED)
