@@ -78,10 +78,9 @@ class RedisBatcher:
     def register_script(self, script: str) -> BatchedScript:
         """An awaitable Lua script, sent by its SHA with the other commands (one object
         per script, however many register it)."""
-        sha = hashlib.sha1(script.encode()).hexdigest()
-        if sha not in self._scripts:
-            self._scripts[sha] = BatchedScript(self, script)
-        return self._scripts[sha]
+        if script not in self._scripts:  # keyed by its text: BatchedScript hashes it
+            self._scripts[script] = BatchedScript(self, script)
+        return self._scripts[script]
 
     async def set(self, name: str, value: Any, *, px: int | None = None,
                   ex: int | None = None) -> Any:  # fmt: skip

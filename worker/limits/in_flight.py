@@ -60,8 +60,7 @@ class CallSlots:
             raise
         finally:
             timer.cancel()
-            if self._waiters and self._waiters[0].done():
-                self._prune()
+            self._prune()
 
     def give_back(self) -> None:
         """Free a slot taken by `take`: it goes to the longest waiting caller, if any."""
